@@ -1,0 +1,1 @@
+"""Curated tables: the contract between ingest and training."""

@@ -1,0 +1,1 @@
+"""STDF V4 reading and writing."""

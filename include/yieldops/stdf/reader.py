@@ -1,0 +1,543 @@
+"""Fast STDF V4 reader: a file in, the curated Arrow tables out, in bounded memory.
+
+A file is read chunk by chunk into one buffer. Per chunk, one compiled scan
+finds the records, one compiled pass gives every part record its part and
+wafer, and each record type is decoded in bulk by the compiled field decoder
+(``RecordBlock``). The large tables (parts, results) come out per chunk; the
+small ones (lots, wafers, tests, bins) once the whole file has been read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIME, WAFERS
+from . import kernels
+from .errors import RecordLengthError, TruncatedError
+from .records import RecordBlock
+from .source import DEFAULT_CHUNK_SIZE, ChunkReader, Source, byte_order, open_stdf, source_name
+from .spec import BY_TYPE, RECORDS, V4_2007_RECORDS
+
+# Every record type gets a small kind number; 0 is a type this reader does not know.
+KIND_NAMES: list[str] = ["UNKNOWN", *RECORDS, *V4_2007_RECORDS.values()]
+KIND: dict[str, int] = {name: i for i, name in enumerate(KIND_NAMES)}
+_TYPE_OF_KIND = {**{r.name: (r.typ, r.sub) for r in RECORDS.values()},
+                 **{name: key for key, name in V4_2007_RECORDS.items()}}  # fmt: skip
+KIND_OF = np.zeros(1 << 16, dtype=np.int16)
+MIN_LENGTH = np.zeros(len(KIND_NAMES), dtype=np.int64)
+for _name, (_typ, _sub) in _TYPE_OF_KIND.items():
+    KIND_OF[(_typ << 8) | _sub] = KIND[_name]
+    if _name in RECORDS:
+        MIN_LENGTH[KIND[_name]] = RECORDS[_name].min_length
+
+# What each record does to the part/wafer state (see kernels.assign_parts).
+_ROLES = {"PIR": 1, "PRR": 2, "PTR": 3, "MPR": 3, "FTR": 3, "WIR": 4, "WRR": 5}
+ROLE = np.zeros(len(KIND_NAMES), dtype=np.int64)
+HEAD_AT = np.zeros(len(KIND_NAMES), dtype=np.int64)
+SITE_AT = np.zeros(len(KIND_NAMES), dtype=np.int64)
+for _name, _role in _ROLES.items():
+    ROLE[KIND[_name]] = _role
+    HEAD_AT[KIND[_name]] = RECORDS[_name].fixed_offset("HEAD_NUM")
+    if _role <= 3:
+        SITE_AT[KIND[_name]] = RECORDS[_name].fixed_offset("SITE_NUM")
+
+# TEST_FLG bits: 0x10 not executed, 0x20 aborted, 0x40 no pass/fail indication, 0x80 failed.
+_NO_VERDICT = 0x70
+_U4_MISSING = 0xFFFFFFFF
+
+
+def _array(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    mask = None if valid is None or valid.all() else ~valid
+    return pa.array(values.astype(type_.to_pandas_dtype(), copy=False), type=type_, mask=mask)
+
+
+def _times(block: RecordBlock, name: str) -> pa.Array:
+    seconds = block.ints(name)
+    return pa.array(seconds, type=pa.int64(), mask=~block.has(name) | (seconds == 0)).cast(TIME)
+
+
+def _counts(block: RecordBlock, name: str) -> pa.Array:
+    values = block.ints(name)
+    return _array(values, pa.uint32(), block.has(name) & (values != _U4_MISSING))
+
+
+def _verdicts(flags: np.ndarray, valid: np.ndarray) -> pa.Array:
+    return pa.array((flags & 0x80) == 0, mask=~valid | ((flags & _NO_VERDICT) != 0))
+
+
+def _strings_of(values: list) -> pa.Array:
+    return pa.array(values, type=pa.string())
+
+
+class _FileDecoder:
+    """Decodes the chunks of one file in order, keeping the state that spans chunks."""
+
+    def __init__(self, path: str, little: bool) -> None:
+        self.path = path
+        self.little = little
+        self.open_part = np.full(1 << 16, -1, dtype=np.int64)
+        self.open_wafer = np.full(256, -1, dtype=np.int64)
+        self.counters = np.zeros(2, dtype=np.int64)  # next part, next wafer
+        self.record_counts = np.zeros(len(KIND_NAMES), dtype=np.int64)
+        self.first: dict[str, dict] = {}  # first MIR, MRR, WCR: their fields by name
+        self.wafer_ids: list[str | None] = []  # by wafer index
+        self.wafer_starts: list[pa.Table] = []
+        self.wafer_ends: list[pa.Table] = []
+        self.bins: list[pa.Table] = []
+        self.tsr: list[dict] = []
+        self.definitions: dict[int, dict] = {}  # test_num -> tests row
+
+    # -- one chunk -------------------------------------------------------------
+
+    def feed(
+        self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, kinds: np.ndarray, base: int
+    ) -> tuple[pa.Table, pa.Table]:
+        self.record_counts += np.bincount(kinds, minlength=len(KIND_NAMES))
+        self._check_lengths(offsets, lengths, kinds, base)
+        part_of, wafer_of = kernels.assign_parts(
+            buf, offsets, kinds, ROLE, HEAD_AT, SITE_AT, self.open_part, self.open_wafer, self.counters
+        )
+        order = np.argsort(kinds, kind="stable")
+        bounds = np.searchsorted(kinds[order], np.arange(len(KIND_NAMES) + 1))
+
+        def rows(name: str) -> np.ndarray:
+            return order[bounds[KIND[name]] : bounds[KIND[name] + 1]]
+
+        def block(name: str, nfields: int | None = None) -> tuple[RecordBlock, np.ndarray]:
+            r = rows(name)
+            return RecordBlock(buf, offsets[r], lengths[r], RECORDS[name], self.little, nfields), r
+
+        for name in ("MIR", "MRR", "WCR"):
+            if name not in self.first and len(rows(name)):
+                self.first[name] = _first_record(block(name)[0])
+        self._wafers(block, wafer_of)
+        self._bins(block)
+        self._test_summaries(block)
+        parts = self._parts(*block("PRR"), wafer_of, part_of)
+        results = pa.concat_tables(
+            [
+                self._parametric(*block("PTR", 6), part_of),
+                self._multi_pin(*block("MPR"), part_of),
+                self._functional(*block("FTR", 4), part_of),
+            ]
+        )
+        return parts, results
+
+    def _check_lengths(
+        self, offsets: np.ndarray, lengths: np.ndarray, kinds: np.ndarray, base: int
+    ) -> None:
+        short = np.flatnonzero(lengths < MIN_LENGTH[kinds])
+        if len(short):
+            i = short[0]
+            name = KIND_NAMES[kinds[i]]
+            raise RecordLengthError(
+                self.path,
+                f"record length {lengths[i]} cannot hold the required fields of {name} "
+                f"({MIN_LENGTH[kinds[i]]} bytes)",
+                base + int(offsets[i]) - 4,
+                name,
+            )
+
+    def _wafers(self, block, wafer_of: np.ndarray) -> None:
+        wir, r = block("WIR")
+        if len(wir):
+            ids = wir.column("WAFER_ID").to_pylist()
+            for index, wafer_id in zip(wafer_of[r], ids):
+                self.wafer_ids.extend([None] * (index + 1 - len(self.wafer_ids)))
+                self.wafer_ids[index] = wafer_id
+            self.wafer_starts.append(
+                pa.table(
+                    {
+                        "wafer_index": _array(wafer_of[r], pa.int32()),
+                        "head": wir.column("HEAD_NUM"),
+                        "start_wafer_id": wir.column("WAFER_ID"),
+                        "start_time": _times(wir, "START_T"),
+                    }
+                )
+            )
+        wrr, r = block("WRR")
+        if len(wrr):
+            self.wafer_ends.append(
+                pa.table(
+                    {
+                        "wafer_index": _array(wafer_of[r], pa.int32()),
+                        "end_head": wrr.column("HEAD_NUM"),
+                        "wafer_id": wrr.column("WAFER_ID"),
+                        "finish_time": _times(wrr, "FINISH_T"),
+                        "part_count": _counts(wrr, "PART_CNT"),
+                        "retest_count": _counts(wrr, "RTST_CNT"),
+                        "abort_count": _counts(wrr, "ABRT_CNT"),
+                        "good_count": _counts(wrr, "GOOD_CNT"),
+                        "functional_count": _counts(wrr, "FUNC_CNT"),
+                        "fab_wafer_id": wrr.column("FABWF_ID"),
+                        "frame_id": wrr.column("FRAME_ID"),
+                        "mask_id": wrr.column("MASK_ID"),
+                    }
+                )
+            )
+
+    def _bins(self, block) -> None:
+        for name, kind, prefix in (("HBR", "hard", "HBIN"), ("SBR", "soft", "SBIN")):
+            b, _ = block(name)
+            if len(b):
+                self.bins.append(
+                    pa.table(
+                        {
+                            "bin_type": pa.array([kind] * len(b), pa.string()),
+                            "head": b.column("HEAD_NUM"),
+                            "site": b.column("SITE_NUM"),
+                            "bin_num": b.column(f"{prefix}_NUM"),
+                            "count": _counts(b, f"{prefix}_CNT"),
+                            "pass_fail": b.column(f"{prefix}_PF"),
+                            "bin_name": b.column(f"{prefix}_NAM"),
+                        },
+                        schema=BINS,
+                    )
+                )
+
+    def _test_summaries(self, block) -> None:
+        tsr, _ = block("TSR")
+        if len(tsr):
+            columns = ["HEAD_NUM", "TEST_TYP", "TEST_NUM", "EXEC_CNT", "FAIL_CNT", "TEST_NAM",
+                       "SEQ_NAME", "TEST_LBL", "TEST_TIM"]  # fmt: skip
+            self.tsr.extend(pa.table({c: tsr.column(c) for c in columns}).to_pylist())
+
+    def _parts(self, prr: RecordBlock, r: np.ndarray, wafer_of, part_of) -> pa.Table:
+        wafers = wafer_of[r]
+        wafer_ids = pa.array(self.wafer_ids, pa.string()).take(
+            pa.array(wafers, mask=(wafers < 0) | (wafers >= len(self.wafer_ids)))
+        ) if self.wafer_ids else pa.nulls(len(prr), pa.string())  # fmt: skip
+        flags = prr.ints("PART_FLG")
+        x, y, soft = prr.ints("X_COORD"), prr.ints("Y_COORD"), prr.ints("SOFT_BIN")
+        lot_id = (self.first.get("MIR") or {}).get("LOT_ID")
+        return pa.table(
+            {
+                "part_index": _array(part_of[r], pa.int32()),
+                "lot_id": pa.array([lot_id] * len(prr), pa.string()),
+                "wafer_index": _array(wafers, pa.int32(), wafers >= 0),
+                "wafer_id": wafer_ids,
+                "head": prr.column("HEAD_NUM"),
+                "site": prr.column("SITE_NUM"),
+                "part_id": prr.column("PART_ID"),
+                "x": _array(x, pa.int16(), prr.has("X_COORD") & (x != -32768)),
+                "y": _array(y, pa.int16(), prr.has("Y_COORD") & (y != -32768)),
+                "hard_bin": prr.column("HARD_BIN"),
+                "soft_bin": _array(soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != 0xFFFF)),
+                # PART_FLG 0x08: part failed; 0x10: that bit is not valid.
+                "passed": pa.array((flags & 0x08) == 0, mask=~prr.has("PART_FLG") | (flags & 0x10 != 0)),
+                "part_flag": prr.column("PART_FLG"),
+                "num_tests": prr.column("NUM_TEST"),
+                "test_time_ms": prr.column("TEST_T"),
+                "part_text": prr.column("PART_TXT"),
+            },
+            schema=PARTS,
+        )
+
+    def _results(
+        self, name: str, blk: RecordBlock, part: np.ndarray, result: pa.Array, pin: pa.Array,
+        parm_flag: pa.Array, repeat: np.ndarray | None = None,
+    ) -> pa.Table:  # fmt: skip
+        def per_result(values: np.ndarray) -> np.ndarray:
+            return values if repeat is None else np.repeat(values, repeat)
+
+        flags = per_result(blk.ints("TEST_FLG"))
+        n = len(flags)
+        return pa.table(
+            {
+                "part_index": _array(per_result(part), pa.int32()),
+                "test_num": _array(per_result(blk.ints("TEST_NUM")), pa.uint32()),
+                "record": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, dtype=np.int8)), pa.array([name])
+                ),
+                "head": _array(per_result(blk.ints("HEAD_NUM")), pa.uint8()),
+                "site": _array(per_result(blk.ints("SITE_NUM")), pa.uint8()),
+                "pin": pin,
+                "result": result,
+                "test_flag": _array(flags, pa.uint8(), per_result(blk.has("TEST_FLG"))),
+                "parm_flag": parm_flag,
+                "passed": _verdicts(flags, per_result(blk.has("TEST_FLG"))),
+            },
+            schema=RESULTS,
+        )
+
+    def _parametric(self, ptr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
+        self._define(ptr, "PTR")
+        return self._results(
+            "PTR", ptr, part_of[r],
+            result=_array(ptr.floats("RESULT"), pa.float32(), ptr.has("RESULT")),
+            pin=pa.nulls(len(ptr), pa.uint16()),
+            parm_flag=_array(ptr.ints("PARM_FLG"), pa.uint8(), ptr.has("PARM_FLG")),
+        )  # fmt: skip
+
+    def _functional(self, ftr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
+        self._define(ftr, "FTR")
+        return self._results(
+            "FTR", ftr, part_of[r],
+            result=pa.nulls(len(ftr), pa.float32()),
+            pin=pa.nulls(len(ftr), pa.uint16()),
+            parm_flag=pa.nulls(len(ftr), pa.uint8()),
+        )  # fmt: skip
+
+    def _multi_pin(self, mpr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
+        """One result row per pin: RTN_RSLT exploded, pins from RTN_INDX (or the test's first MPR)."""
+        self._define(mpr, "MPR")
+        rslt = mpr.spec.index("RTN_RSLT")
+        counts = np.where(mpr.has("RTN_RSLT"), mpr.cnt[:, rslt], 0)
+        has_rows = counts > 0
+        offsets, _, values = kernels.gather_numbers(
+            mpr.buf, mpr.ival[:, rslt], counts, has_rows, RECORDS["MPR"].fields[rslt].code - 32,
+            self.little, True,
+        )  # fmt: skip
+        return self._results(
+            "MPR", mpr, part_of[r],
+            result=pa.array(values.astype(np.float32)),
+            pin=self._pins(mpr, counts),
+            parm_flag=_array(np.repeat(mpr.ints("PARM_FLG"), counts), pa.uint8(),
+                             np.repeat(mpr.has("PARM_FLG"), counts)),
+            repeat=counts,
+        )  # fmt: skip
+
+    def _pins(self, mpr: RecordBlock, counts: np.ndarray) -> pa.Array:
+        own = mpr.column("RTN_INDX").to_pylist()
+        tests = mpr.ints("TEST_NUM")
+        pins: list[int | None] = []
+        for record_pins, count, test in zip(own, counts, tests):
+            if not record_pins or len(record_pins) != count:
+                record_pins = self.definitions.get(int(test), {}).get("pins")
+            pins.extend(record_pins if record_pins and len(record_pins) == count else [None] * count)
+        return pa.array(pins, pa.uint16())
+
+    def _define(self, hot: RecordBlock, name: str) -> None:
+        """Record the test definitions (name, units, limits) of tests seen for the first time.
+
+        The first record of a test carries them; later ones often stop after
+        the result, so the first occurrences are decoded in full here.
+        """
+        if not len(hot):
+            return
+        tests, first = np.unique(hot.ints("TEST_NUM"), return_index=True)
+        new = np.array([int(t) not in self.definitions for t in tests], dtype=bool)
+        if not new.any():
+            return
+        rows = first[new]
+        if hot.nfields == len(hot.spec.fields):
+            full = hot.take(rows)
+        else:
+            full = RecordBlock(hot.buf, hot.offsets[rows], hot.lengths[rows], hot.spec, self.little)
+        for row in _definitions(full, name):
+            self.definitions[row["test_num"]] = row
+
+    # -- end of file -----------------------------------------------------------
+
+    def finish(self) -> dict[str, pa.Table]:
+        return {
+            "lots": self._lots(),
+            "wafers": self._wafer_table(),
+            "tests": self._tests_table(),
+            "bins": pa.concat_tables(self.bins) if self.bins else BINS.empty_table(),
+        }
+
+    def _lots(self) -> pa.Table:
+        mir, mrr, wcr = (self.first.get(n, {}) for n in ("MIR", "MRR", "WCR"))
+        row = {
+            "lot_id": mir.get("LOT_ID"), "product": mir.get("PART_TYP"),
+            "sublot_id": mir.get("SBLOT_ID"), "tester_type": mir.get("TSTR_TYP"),
+            "tester_node": mir.get("NODE_NAM"), "job_name": mir.get("JOB_NAM"),
+            "job_rev": mir.get("JOB_REV"), "exec_type": mir.get("EXEC_TYP"),
+            "exec_ver": mir.get("EXEC_VER"), "test_code": mir.get("TEST_COD"),
+            "temperature": mir.get("TST_TEMP"), "facility": mir.get("FACIL_ID"),
+            "floor": mir.get("FLOOR_ID"), "process": mir.get("PROC_ID"),
+            "operator": mir.get("OPER_NAM"), "mode_code": mir.get("MODE_COD"),
+            "setup_time": mir.get("SETUP_T") or None, "start_time": mir.get("START_T") or None,
+            "finish_time": mrr.get("FINISH_T") or None, "disposition": mrr.get("DISP_COD"),
+            "wafer_size": wcr.get("WAFR_SIZ"), "die_height": wcr.get("DIE_HT"),
+            "die_width": wcr.get("DIE_WID"), "wafer_units": wcr.get("WF_UNITS"),
+            "wafer_flat": wcr.get("WF_FLAT"), "center_x": wcr.get("CENTER_X"),
+            "center_y": wcr.get("CENTER_Y"), "pos_x": wcr.get("POS_X"), "pos_y": wcr.get("POS_Y"),
+            "byte_order": "little" if self.little else "big", "stdf_version": 4,
+        }  # fmt: skip
+        for t in ("setup_time", "start_time", "finish_time"):
+            row[t] = None if row[t] is None else datetime.fromtimestamp(row[t], timezone.utc)
+        return pa.Table.from_pylist([row], schema=LOTS)
+
+    def _wafer_table(self) -> pa.Table:
+        if not self.wafer_starts and not self.wafer_ends:
+            return WAFERS.empty_table()
+        starts = pa.concat_tables(self.wafer_starts) if self.wafer_starts else None
+        ends = pa.concat_tables(self.wafer_ends) if self.wafer_ends else None
+        if starts is None:
+            joined = ends.rename_columns({"end_head": "head"})
+        elif ends is None:
+            joined = starts.rename_columns({"start_wafer_id": "wafer_id"})
+        else:
+            joined = starts.join(ends, "wafer_index", join_type="full outer")
+        columns = {}
+        for name in WAFERS.names:
+            if name in joined.column_names:
+                columns[name] = joined[name]
+            else:
+                columns[name] = pa.nulls(joined.num_rows, WAFERS.field(name).type)
+        if starts is not None and ends is not None:  # WRR wins for the id, WIR for the head
+            columns["wafer_id"] = pc.coalesce(joined["wafer_id"], joined["start_wafer_id"])
+            columns["head"] = pc.coalesce(joined["head"], joined["end_head"])
+        return pa.table(columns, schema=WAFERS).sort_by("wafer_index")
+
+    def _tests_table(self) -> pa.Table:
+        rows = {num: dict(row) for num, row in self.definitions.items()}
+        summary: dict[int, dict] = {}
+        for tsr in self.tsr:
+            num = tsr["TEST_NUM"]
+            row = rows.setdefault(num, {"test_num": num, "record": _TSR_RECORD.get(tsr["TEST_TYP"])})
+            if not row.get("test_name") and tsr["TEST_NAM"]:
+                row["test_name"] = tsr["TEST_NAM"]
+            row.setdefault("sequence", tsr["SEQ_NAME"])
+            row.setdefault("label", tsr["TEST_LBL"])
+            # A summary TSR (head 255) covers all sites; otherwise add the sites up.
+            is_summary = tsr["HEAD_NUM"] == 255
+            seen = summary.setdefault(num, {"summary": False, "exec": 0, "fail": 0, "time": None})
+            if is_summary and not seen["summary"]:
+                seen.update(summary=True, exec=0, fail=0)
+            if is_summary or not seen["summary"]:
+                seen["exec"] += _u4(tsr["EXEC_CNT"])
+                seen["fail"] += _u4(tsr["FAIL_CNT"])
+                seen["time"] = tsr["TEST_TIM"] if seen["time"] is None else seen["time"]
+        for num, seen in summary.items():
+            rows[num].update(exec_count=seen["exec"], fail_count=seen["fail"], test_time=seen["time"])
+        ordered = [rows[n] for n in sorted(rows)]
+        return pa.Table.from_pylist(ordered, schema=TESTS)
+
+
+_TSR_RECORD = {"P": "PTR", "F": "FTR", "M": "MPR"}
+
+
+def _u4(value: int | None) -> int:
+    return 0 if value is None or value == _U4_MISSING else value
+
+
+def _first_record(block: RecordBlock) -> dict:
+    first = block.take(np.array([0]))
+    return {f.name: first.column(f.name)[0].as_py() for f in block.spec.fields}
+
+
+def _definitions(full: RecordBlock, name: str) -> list[dict]:
+    """Test definition rows from the first record of each test, limits masked by OPT_FLAG."""
+    has_opt = full.has("OPT_FLAG") if name != "FTR" else np.zeros(len(full), dtype=bool)
+    opt = np.where(has_opt, full.ints("OPT_FLAG"), 0xFF) if name != "FTR" else None
+    table = {
+        "test_num": full.column("TEST_NUM"),
+        "record": pa.array([name] * len(full), pa.string()),
+        "test_name": full.column("TEST_TXT"),
+    }
+    if name != "FTR":
+        # OPT_FLAG: 0x10/0x40 no valid low limit, 0x20/0x80 no valid high limit,
+        # 0x04/0x08 no low/high spec limit, 0x01 RES_SCAL invalid.
+        def limit(field: str, bits: int) -> pa.Array:
+            return _array(full.floats(field), pa.float32(), full.has(field) & ((opt & bits) == 0))
+
+        table |= {
+            "units": full.column("UNITS"),
+            "lo_limit": limit("LO_LIMIT", 0x50),
+            "hi_limit": limit("HI_LIMIT", 0xA0),
+            "lo_spec": limit("LO_SPEC", 0x04),
+            "hi_spec": limit("HI_SPEC", 0x08),
+            "res_scale": _array(full.ints("RES_SCAL"), pa.int8(), full.has("RES_SCAL") & ((opt & 1) == 0)),
+            "llm_scale": _array(full.ints("LLM_SCAL"), pa.int8(), full.has("LLM_SCAL") & ((opt & 0x50) == 0)),
+            "hlm_scale": _array(full.ints("HLM_SCAL"), pa.int8(), full.has("HLM_SCAL") & ((opt & 0xA0) == 0)),
+        }  # fmt: skip
+    if name == "MPR":
+        table["pins"] = full.column("RTN_INDX")
+    return pa.table(table).to_pylist()
+
+
+def iter_tables(
+    src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[tuple[str, pa.Table]]:
+    """Decode an STDF file into ``(table name, Arrow table)`` pieces.
+
+    ``parts`` and ``results`` come once per chunk of about ``chunk_size``
+    bytes (several pieces for large files); ``lots``, ``wafers``, ``tests``
+    and ``bins`` come once at the end. Raises a ``StdfError`` subclass naming
+    the file, byte offset and record on bad input.
+    """
+    path = source_name(src)
+    with open_stdf(src) as stream:
+        chunks = ChunkReader(stream, path, chunk_size)
+        chunks.fill(0)
+        decoder = _FileDecoder(path, byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)])))
+        start = 0
+        while True:
+            buf = chunks.buffer
+            offsets, lengths, kinds, stop = kernels.scan_records(
+                buf, start, chunks.end, decoder.little, KIND_OF
+            )
+            parts, results = decoder.feed(buf, offsets, lengths, kinds, chunks.base)
+            yield "parts", parts
+            yield "results", results
+            if chunks.eof:
+                if stop < chunks.end:
+                    raise _truncated(path, buf, stop, chunks.end, chunks.base, decoder.little)
+                break
+            chunks.fill(stop)
+            start = 0
+        yield from decoder.finish().items()
+
+
+def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int, little: bool) -> TruncatedError:
+    record = None
+    if end - stop >= 4:
+        spec = BY_TYPE.get((int(buf[stop + 2]), int(buf[stop + 3])))
+        record = spec.name if spec else None
+    return TruncatedError(
+        path, f"file ends inside a record ({end - stop} of its bytes present)", base + stop, record
+    )
+
+
+def read_tables(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, pa.Table]:
+    """Decode a whole STDF file into the curated tables (see ``curated.schema``)."""
+    pieces: dict[str, list[pa.Table]] = {name: [] for name in STDF_TABLES}
+    for name, table in iter_tables(src, chunk_size):
+        pieces[name].append(table)
+    return {
+        name: pa.concat_tables(tables) if tables else STDF_TABLES[name].empty_table()
+        for name, tables in pieces.items()
+    }
+
+
+def to_parquet(
+    src: Source, dest: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> dict[str, Path]:
+    """Write the curated tables of an STDF file as ``dest/<table>.parquet``, batch by batch.
+
+    Memory stays at one chunk's tables whatever the file size. Each file is
+    written aside and renamed into place only when the whole STDF file has
+    been decoded, so a bad file leaves no partial output.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    aside = {name: dest / f".{name}.parquet.partial" for name in STDF_TABLES}
+    try:
+        for name, table in iter_tables(src, chunk_size):
+            if name not in writers:
+                writers[name] = pq.ParquetWriter(aside[name], STDF_TABLES[name])
+            writers[name].write_table(table)
+    except BaseException:
+        for writer in writers.values():
+            writer.close()
+        for path in aside.values():
+            path.unlink(missing_ok=True)
+        raise
+    final = {}
+    for name, writer in writers.items():
+        writer.close()
+        final[name] = dest / f"{name}.parquet"
+        os.replace(aside[name], final[name])
+    return final

@@ -1,0 +1,175 @@
+"""What a synthetic product is: its wafer, its probe card, its test program and its bins.
+
+Tests are listed in flow order: the first label-defining test a die fails decides
+its bin. A test is label-defining when it has a hard bin; the others are early,
+cheap monitor tests that are datalogged but never bin a die, so a model may use
+them as features without learning the label from its own definition.
+
+Every parametric value is drawn as ``z + shift`` in units of the test's sigma,
+where ``z`` is the die's own noise and ``shift`` comes from the latent causes
+(see :mod:`yieldops.synth.fab`): ``edge`` (0 in the centre, 1 at the rim),
+``defectivity`` (clusters and random defects) and ``process`` (drifts between
+lots). Each test says how strongly it follows each cause.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseTest:
+    """What every kind of test has."""
+
+    test_num: int
+    name: str
+    hard_bin: int | None = None  # bin of a die failing this test first; None: datalog only
+    soft_bin: int | None = None
+    time_ms: float = 1.0  # tester time per execution, makes up PRR TEST_T
+
+    @property
+    def label_defining(self) -> bool:
+        return self.hard_bin is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitedTest(BaseTest):
+    """A measured test with limits; ``lo_limit <= value <= hi_limit`` passes."""
+
+    units: str
+    lo_limit: float
+    hi_limit: float
+    mean: float  # the median when lognormal
+    sigma: float  # in log space when lognormal
+
+    def limits32(self) -> tuple[np.float32, np.float32]:
+        """Limits as written to the file (R4), so pass/fail agrees with any reader."""
+        return np.float32(self.lo_limit), np.float32(self.hi_limit)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParametricTest(LimitedTest):
+    """One value per die, written as a PTR."""
+
+    lognormal: bool = False  # leakage-like: positive, right-skewed
+    edge_gain: float = 0.0  # sigmas of shift at the wafer rim
+    defect_gain: float = 0.0  # sigmas of shift per unit of defectivity
+    process_gain: float = 0.0  # sigmas of shift per unit of the (drifting) process latent
+    site_gain: float = 0.0  # sigmas of shift per site number (probe-card skew)
+
+    def draw(self, z: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        scaled = self.sigma * (z + shift)
+        values = self.mean * np.exp(scaled) if self.lognormal else self.mean + scaled
+        return values.astype(np.float32)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultiPinTest(LimitedTest):
+    """One value per pin per die, written as an MPR (e.g. continuity on every signal pin)."""
+
+    pins: tuple[str, ...]
+    fault_rate: float  # share of dies with one open or shorted pin
+    open_value: float  # reading of an open pin
+    short_value: float  # reading of a shorted pin
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionalTest(BaseTest):
+    """Pattern pass/fail, written as an FTR; defects make failures likelier."""
+
+    pattern: str  # FTR VECT_NAM
+    base_fail: float  # failure chance of a defect-free die
+    defect_kill: float  # p(fail) = 1 - (1 - base_fail) * exp(-defect_kill * defectivity)
+
+
+AnyTest = ParametricTest | MultiPinTest | FunctionalTest
+
+
+@dataclass(frozen=True)
+class Bin:
+    number: int
+    name: str
+    good: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DefectModel:
+    """How yield loss is laid out on a wafer and between lots."""
+
+    edge_onset: float = 0.85  # normalised radius where the edge ring starts
+    clusters_per_wafer: float = 2.5  # mean of a Poisson count
+    cluster_radius: tuple[float, float] = (1.5, 4.0)  # in dies, uniform range
+    cluster_strength: tuple[float, float] = (1.0, 3.0)  # defectivity at a cluster centre
+    random_defect_rate: float = 0.02  # share of dies with an isolated defect
+    background: float = 0.02  # mean defectivity everywhere
+    process_bowl: float = 0.5  # process shift at the rim relative to the centre
+    wafer_process_sd: float = 0.15
+    die_process_sd: float = 0.5
+
+
+PASS_SOFT_BIN = Bin(1, "PASS", good=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProductSpec:
+    name: str  # MIR PART_TYP
+    process_id: str  # MIR PROC_ID
+    tests: tuple[AnyTest, ...]  # flow order
+    hard_bins: tuple[Bin, ...]
+    wafer_size_mm: float = 300.0
+    dies_across: int = 40  # wafer diameter in dies
+    site_layout: tuple[int, int] = (2, 2)  # dies per touchdown: columns, rows
+    stop_on_fail: bool = False  # production flow: skip the rest after the first binning fail
+    defects: DefectModel = DefectModel()
+
+    def __post_init__(self) -> None:
+        numbers = [t.test_num for t in self.tests]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"{self.name}: duplicate test numbers")
+        bins = {b.number for b in self.hard_bins}
+        if not any(b.good for b in self.hard_bins):
+            raise ValueError(f"{self.name}: no good hard bin")
+        for t in self.label_tests:
+            if t.hard_bin not in bins or t.soft_bin is None:
+                raise ValueError(f"{self.name}: test {t.test_num} needs a known hard bin and a soft bin")
+        soft = [b.number for b in self.soft_bins]
+        if len(set(soft)) != len(soft):
+            raise ValueError(f"{self.name}: duplicate soft bins")
+
+    @property
+    def n_sites(self) -> int:
+        return self.site_layout[0] * self.site_layout[1]
+
+    @property
+    def die_size_mm(self) -> float:
+        return self.wafer_size_mm / self.dies_across
+
+    @property
+    def approx_dies_per_wafer(self) -> int:
+        return round(math.pi * (self.dies_across / 2) ** 2)
+
+    @property
+    def label_tests(self) -> tuple[AnyTest, ...]:
+        """Tests whose limits decide the bin, in flow order."""
+        return tuple(t for t in self.tests if t.label_defining)
+
+    @property
+    def label_defining_tests(self) -> frozenset[int]:
+        """Test numbers a feature set must leave out (their results define the label)."""
+        return frozenset(t.test_num for t in self.label_tests)
+
+    @property
+    def good_bins(self) -> frozenset[int]:
+        return frozenset(b.number for b in self.hard_bins if b.good)
+
+    @property
+    def soft_bins(self) -> tuple[Bin, ...]:
+        """The pass bin, then one soft bin per label-defining test."""
+        fails = (Bin(t.soft_bin, f"FAIL_{t.name}") for t in self.label_tests)
+        return (PASS_SOFT_BIN, *fails)
+
+    def test(self, test_num: int) -> AnyTest:
+        return next(t for t in self.tests if t.test_num == test_num)
