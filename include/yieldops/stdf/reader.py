@@ -92,18 +92,33 @@ class _FileDecoder:
         self.wafer_starts: list[pa.Table] = []
         self.wafer_ends: list[pa.Table] = []
         self.bins: list[pa.Table] = []
-        self.tsr: list[dict] = []
-        self.definitions: dict[int, dict] = {}  # test_num -> tests row
+        self.tsr: list[pa.Table] = []
+        self.definitions: list[pa.Table] = []  # tests rows from each test's first record
+        self.defined: set[int] = set()
+        self.mpr_pins: dict[int, list[int]] = {}  # MPR test_num -> RTN_INDX of its first record
 
     # -- one chunk -------------------------------------------------------------
 
     def feed(
-        self, buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, kinds: np.ndarray, base: int
+        self,
+        buf: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        kinds: np.ndarray,
+        base: int,
     ) -> tuple[pa.Table, pa.Table]:
         self.record_counts += np.bincount(kinds, minlength=len(KIND_NAMES))
         self._check_lengths(offsets, lengths, kinds, base)
         part_of, wafer_of = kernels.assign_parts(
-            buf, offsets, kinds, ROLE, HEAD_AT, SITE_AT, self.open_part, self.open_wafer, self.counters
+            buf,
+            offsets,
+            kinds,
+            ROLE,
+            HEAD_AT,
+            SITE_AT,
+            self.open_part,
+            self.open_wafer,
+            self.counters,
         )
         order = np.argsort(kinds, kind="stable")
         bounds = np.searchsorted(kinds[order], np.arange(len(KIND_NAMES) + 1))
@@ -206,9 +221,21 @@ class _FileDecoder:
     def _test_summaries(self, block) -> None:
         tsr, _ = block("TSR")
         if len(tsr):
-            columns = ["HEAD_NUM", "TEST_TYP", "TEST_NUM", "EXEC_CNT", "FAIL_CNT", "TEST_NAM",
-                       "SEQ_NAME", "TEST_LBL", "TEST_TIM"]  # fmt: skip
-            self.tsr.extend(pa.table({c: tsr.column(c) for c in columns}).to_pylist())
+            self.tsr.append(
+                pa.table(
+                    {
+                        "test_num": tsr.column("TEST_NUM"),
+                        "summary": pa.array(tsr.ints("HEAD_NUM") == 255),
+                        "tsr_record": tsr.column("TEST_TYP"),
+                        "exec_count": _counts(tsr, "EXEC_CNT"),
+                        "fail_count": _counts(tsr, "FAIL_CNT"),
+                        "tsr_name": tsr.column("TEST_NAM"),
+                        "sequence": tsr.column("SEQ_NAME"),
+                        "label": tsr.column("TEST_LBL"),
+                        "test_time": tsr.column("TEST_TIM"),
+                    }
+                )
+            )
 
     def _parts(self, prr: RecordBlock, r: np.ndarray, wafer_of, part_of) -> pa.Table:
         wafers = wafer_of[r]
@@ -232,7 +259,9 @@ class _FileDecoder:
                 "hard_bin": prr.column("HARD_BIN"),
                 "soft_bin": _array(soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != 0xFFFF)),
                 # PART_FLG 0x08: part failed; 0x10: that bit is not valid.
-                "passed": pa.array((flags & 0x08) == 0, mask=~prr.has("PART_FLG") | (flags & 0x10 != 0)),
+                "passed": pa.array(
+                    (flags & 0x08) == 0, mask=~prr.has("PART_FLG") | (flags & 0x10 != 0)
+                ),
                 "part_flag": prr.column("PART_FLG"),
                 "num_tests": prr.column("NUM_TEST"),
                 "test_time_ms": prr.column("TEST_T"),
@@ -287,18 +316,13 @@ class _FileDecoder:
         )  # fmt: skip
 
     def _multi_pin(self, mpr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
-        """One result row per pin: RTN_RSLT exploded, pins from RTN_INDX (or the test's first MPR)."""
+        """One result row per pin: RTN_RSLT exploded, pins from RTN_INDX (else the first MPR's)."""
         self._define(mpr, "MPR")
-        rslt = mpr.spec.index("RTN_RSLT")
-        counts = np.where(mpr.has("RTN_RSLT"), mpr.cnt[:, rslt], 0)
-        has_rows = counts > 0
-        offsets, _, values = kernels.gather_numbers(
-            mpr.buf, mpr.ival[:, rslt], counts, has_rows, RECORDS["MPR"].fields[rslt].code - 32,
-            self.little, True,
-        )  # fmt: skip
+        values = mpr.column("RTN_RSLT")
+        counts = pc.list_value_length(values).fill_null(0).to_numpy()
         return self._results(
             "MPR", mpr, part_of[r],
-            result=pa.array(values.astype(np.float32)),
+            result=values.flatten(),
             pin=self._pins(mpr, counts),
             parm_flag=_array(np.repeat(mpr.ints("PARM_FLG"), counts), pa.uint8(),
                              np.repeat(mpr.has("PARM_FLG"), counts)),
@@ -311,8 +335,10 @@ class _FileDecoder:
         pins: list[int | None] = []
         for record_pins, count, test in zip(own, counts, tests):
             if not record_pins or len(record_pins) != count:
-                record_pins = self.definitions.get(int(test), {}).get("pins")
-            pins.extend(record_pins if record_pins and len(record_pins) == count else [None] * count)
+                record_pins = self.mpr_pins.get(int(test))
+            pins.extend(
+                record_pins if record_pins and len(record_pins) == count else [None] * count
+            )
         return pa.array(pins, pa.uint16())
 
     def _define(self, hot: RecordBlock, name: str) -> None:
@@ -324,7 +350,7 @@ class _FileDecoder:
         if not len(hot):
             return
         tests, first = np.unique(hot.ints("TEST_NUM"), return_index=True)
-        new = np.array([int(t) not in self.definitions for t in tests], dtype=bool)
+        new = np.array([int(t) not in self.defined for t in tests], dtype=bool)
         if not new.any():
             return
         rows = first[new]
@@ -332,8 +358,12 @@ class _FileDecoder:
             full = hot.take(rows)
         else:
             full = RecordBlock(hot.buf, hot.offsets[rows], hot.lengths[rows], hot.spec, self.little)
-        for row in _definitions(full, name):
-            self.definitions[row["test_num"]] = row
+        self.defined.update(int(t) for t in tests[new])
+        definitions = _definitions(full, name)
+        if name == "MPR":
+            pins = definitions.column("pins").to_pylist()
+            self.mpr_pins.update(zip(definitions.column("test_num").to_pylist(), pins))
+        self.definitions.append(definitions)
 
     # -- end of file -----------------------------------------------------------
 
@@ -391,35 +421,67 @@ class _FileDecoder:
         return pa.table(columns, schema=WAFERS).sort_by("wafer_index")
 
     def _tests_table(self) -> pa.Table:
-        rows = {num: dict(row) for num, row in self.definitions.items()}
-        summary: dict[int, dict] = {}
-        for tsr in self.tsr:
-            num = tsr["TEST_NUM"]
-            row = rows.setdefault(num, {"test_num": num, "record": _TSR_RECORD.get(tsr["TEST_TYP"])})
-            if not row.get("test_name") and tsr["TEST_NAM"]:
-                row["test_name"] = tsr["TEST_NAM"]
-            row.setdefault("sequence", tsr["SEQ_NAME"])
-            row.setdefault("label", tsr["TEST_LBL"])
-            # A summary TSR (head 255) covers all sites; otherwise add the sites up.
-            is_summary = tsr["HEAD_NUM"] == 255
-            seen = summary.setdefault(num, {"summary": False, "exec": 0, "fail": 0, "time": None})
-            if is_summary and not seen["summary"]:
-                seen.update(summary=True, exec=0, fail=0)
-            if is_summary or not seen["summary"]:
-                seen["exec"] += _u4(tsr["EXEC_CNT"])
-                seen["fail"] += _u4(tsr["FAIL_CNT"])
-                seen["time"] = tsr["TEST_TIM"] if seen["time"] is None else seen["time"]
-        for num, seen in summary.items():
-            rows[num].update(exec_count=seen["exec"], fail_count=seen["fail"], test_time=seen["time"])
-        ordered = [rows[n] for n in sorted(rows)]
-        return pa.Table.from_pylist(ordered, schema=TESTS)
+        """One row per test: its first record's definition, with TSR counts joined on.
+
+        A summary TSR (head 255) covers all sites; without one the per-site
+        TSRs are added up. Tests named only by a TSR still get a row.
+        """
+        defs = pa.concat_tables(self.definitions) if self.definitions else TESTS.empty_table()
+        if not self.tsr:
+            return defs.sort_by("test_num")
+        stats = _tsr_stats(pa.concat_tables(self.tsr))
+        test_nums = pc.unique(
+            pa.chunked_array([defs["test_num"], stats["test_num"].cast(pa.uint32())])
+        )
+        test_nums = test_nums.take(pc.sort_indices(test_nums))
+        by_test = defs.take(pc.index_in(test_nums, value_set=defs["test_num"]))
+        tsr = stats.take(pc.index_in(test_nums, value_set=stats["test_num"].cast(pa.uint32())))
+        named = pc.if_else(
+            pc.greater(pc.utf8_length(by_test["test_name"]), 0), by_test["test_name"], None
+        )
+        columns = {
+            "test_num": test_nums,
+            "record": pc.coalesce(by_test["record"], _tsr_record_names(tsr["tsr_record"])),
+            "test_name": pc.coalesce(named, tsr["tsr_name"]),
+        }
+        for name in ("sequence", "label", "exec_count", "fail_count", "test_time"):
+            columns[name] = tsr[name]
+        return pa.table(
+            {name: columns.get(name, by_test[name]) for name in TESTS.names}, schema=TESTS
+        )
 
 
-_TSR_RECORD = {"P": "PTR", "F": "FTR", "M": "MPR"}
+def _tsr_stats(tsr: pa.Table) -> pa.Table:
+    firsts = ["tsr_record", "tsr_name", "sequence", "label", "test_time"]
+    aggregations = [("exec_count", "sum"), ("fail_count", "sum"), *((c, "first") for c in firsts)]
+
+    def grouped(rows: pa.Table) -> pa.Table:
+        out = rows.group_by("test_num", use_threads=False).aggregate(aggregations)
+        return out.rename_columns(
+            [n.removesuffix("_sum").removesuffix("_first") for n in out.column_names]
+        )
+
+    summary = grouped(tsr.filter(tsr["summary"]))
+    per_site = grouped(tsr.filter(pc.invert(tsr["summary"])))
+    per_site = per_site.filter(pc.invert(pc.is_in(per_site["test_num"], summary["test_num"])))
+    return pa.concat_tables([summary, per_site.select(summary.column_names)])
 
 
-def _u4(value: int | None) -> int:
-    return 0 if value is None or value == _U4_MISSING else value
+def _tsr_record_names(test_types: pa.ChunkedArray) -> pa.ChunkedArray:
+    """TSR TEST_TYP (P, F, M) as the record type that carries such tests."""
+    for letter, record in (("P", "PTR"), ("F", "FTR"), ("M", "MPR")):
+        test_types = pc.replace_substring(test_types, letter, record)
+    return pc.if_else(pc.is_in(test_types, pa.array(["PTR", "FTR", "MPR"])), test_types, None)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table's columns in the schema's order and types; missing ones as nulls."""
+    columns = [
+        table[name].cast(field.type) if name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for name, field in zip(schema.names, schema)
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _first_record(block: RecordBlock) -> dict:
@@ -427,7 +489,7 @@ def _first_record(block: RecordBlock) -> dict:
     return {f.name: first.column(f.name)[0].as_py() for f in block.spec.fields}
 
 
-def _definitions(full: RecordBlock, name: str) -> list[dict]:
+def _definitions(full: RecordBlock, name: str) -> pa.Table:
     """Test definition rows from the first record of each test, limits masked by OPT_FLAG."""
     has_opt = full.has("OPT_FLAG") if name != "FTR" else np.zeros(len(full), dtype=bool)
     opt = np.where(has_opt, full.ints("OPT_FLAG"), 0xFF) if name != "FTR" else None
@@ -442,19 +504,54 @@ def _definitions(full: RecordBlock, name: str) -> list[dict]:
         def limit(field: str, bits: int) -> pa.Array:
             return _array(full.floats(field), pa.float32(), full.has(field) & ((opt & bits) == 0))
 
+        def scale(field: str, bits: int) -> pa.Array:
+            return _array(full.ints(field), pa.int8(), full.has(field) & ((opt & bits) == 0))
+
         table |= {
             "units": full.column("UNITS"),
             "lo_limit": limit("LO_LIMIT", 0x50),
             "hi_limit": limit("HI_LIMIT", 0xA0),
             "lo_spec": limit("LO_SPEC", 0x04),
             "hi_spec": limit("HI_SPEC", 0x08),
-            "res_scale": _array(full.ints("RES_SCAL"), pa.int8(), full.has("RES_SCAL") & ((opt & 1) == 0)),
-            "llm_scale": _array(full.ints("LLM_SCAL"), pa.int8(), full.has("LLM_SCAL") & ((opt & 0x50) == 0)),
-            "hlm_scale": _array(full.ints("HLM_SCAL"), pa.int8(), full.has("HLM_SCAL") & ((opt & 0xA0) == 0)),
-        }  # fmt: skip
+            "res_scale": scale("RES_SCAL", 0x01),
+            "llm_scale": scale("LLM_SCAL", 0x50),
+            "hlm_scale": scale("HLM_SCAL", 0xA0),
+        }
     if name == "MPR":
         table["pins"] = full.column("RTN_INDX")
-    return pa.table(table).to_pylist()
+    return _conform(pa.table(table), TESTS)
+
+
+class _Chunk:
+    """The whole records of one buffer fill: body offsets, lengths and kinds."""
+
+    def __init__(self, buf, offsets, lengths, kinds, base) -> None:
+        self.buf, self.offsets, self.lengths, self.kinds, self.base = (
+            buf,
+            offsets,
+            lengths,
+            kinds,
+            base,
+        )
+
+    def rows(self, kind: str) -> np.ndarray:
+        return np.flatnonzero(self.kinds == KIND[kind])
+
+
+def _scan_chunks(path: str, stream, chunk_size: int) -> Iterator[tuple[bool, _Chunk]]:
+    """Yield (little-endian?, chunk) for each buffer fill; raises on a truncated end."""
+    chunks = ChunkReader(stream, path, chunk_size)
+    chunks.fill(0)
+    little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)]))
+    while True:
+        buf = chunks.buffer
+        offsets, lengths, kinds, stop = kernels.scan_records(buf, 0, chunks.end, little, KIND_OF)
+        yield little, _Chunk(buf, offsets, lengths, kinds, chunks.base)
+        if chunks.eof:
+            if stop < chunks.end:
+                raise _truncated(path, buf, stop, chunks.end, chunks.base)
+            return
+        chunks.fill(stop)
 
 
 def iter_tables(
@@ -468,29 +565,48 @@ def iter_tables(
     the file, byte offset and record on bad input.
     """
     path = source_name(src)
+    decoder = None
     with open_stdf(src) as stream:
-        chunks = ChunkReader(stream, path, chunk_size)
-        chunks.fill(0)
-        decoder = _FileDecoder(path, byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)])))
-        start = 0
-        while True:
-            buf = chunks.buffer
-            offsets, lengths, kinds, stop = kernels.scan_records(
-                buf, start, chunks.end, decoder.little, KIND_OF
+        for little, chunk in _scan_chunks(path, stream, chunk_size):
+            decoder = decoder or _FileDecoder(path, little)
+            parts, results = decoder.feed(
+                chunk.buf, chunk.offsets, chunk.lengths, chunk.kinds, chunk.base
             )
-            parts, results = decoder.feed(buf, offsets, lengths, kinds, chunks.base)
             yield "parts", parts
             yield "results", results
-            if chunks.eof:
-                if stop < chunks.end:
-                    raise _truncated(path, buf, stop, chunks.end, chunks.base, decoder.little)
-                break
-            chunks.fill(stop)
-            start = 0
-        yield from decoder.finish().items()
+    yield from decoder.finish().items()
 
 
-def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int, little: bool) -> TruncatedError:
+def read_records(
+    src: Source, record_types: list[str] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> dict[str, pa.Table]:
+    """Every field of every record of the given types (all decodable types by default).
+
+    One Arrow table per record type present, rows in file order, columns
+    named as in the STDF specification plus ``byte_offset``. Fields a record
+    leaves out are null.
+    """
+    path = source_name(src)
+    wanted = list(RECORDS) if record_types is None else [t.upper() for t in record_types]
+    unknown = set(wanted) - set(RECORDS)
+    if unknown:
+        raise ValueError(f"unknown record types: {sorted(unknown)}")
+    pieces: dict[str, list[pa.Table]] = {name: [] for name in wanted}
+    with open_stdf(src) as stream:
+        for little, chunk in _scan_chunks(path, stream, chunk_size):
+            for name in wanted:
+                rows = chunk.rows(name)
+                if len(rows):
+                    block = RecordBlock(
+                        chunk.buf, chunk.offsets[rows], chunk.lengths[rows], RECORDS[name], little
+                    )
+                    columns = {"byte_offset": pa.array(chunk.base + chunk.offsets[rows] - 4)}
+                    columns |= {f.name: block.column(f.name) for f in RECORDS[name].fields}
+                    pieces[name].append(pa.table(columns))
+    return {name: pa.concat_tables(tables) for name, tables in pieces.items() if tables}
+
+
+def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int) -> TruncatedError:
     record = None
     if end - stop >= 4:
         spec = BY_TYPE.get((int(buf[stop + 2]), int(buf[stop + 3])))
@@ -541,3 +657,13 @@ def to_parquet(
         final[name] = dest / f"{name}.parquet"
         os.replace(aside[name], final[name])
     return final
+
+
+def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:
+    """How many records of each type the file holds (types this reader does not know: UNKNOWN)."""
+    path = source_name(src)
+    totals = np.zeros(len(KIND_NAMES), dtype=np.int64)
+    with open_stdf(src) as stream:
+        for _, chunk in _scan_chunks(path, stream, chunk_size):
+            totals += np.bincount(chunk.kinds, minlength=len(KIND_NAMES))
+    return {KIND_NAMES[k]: int(n) for k, n in enumerate(totals) if n}

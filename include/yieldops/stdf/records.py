@@ -90,12 +90,16 @@ class RecordBlock:
         if code in (R4, R8):
             values = self.fval[:, i].astype(np.float32 if code == R4 else np.float64)
             return pa.array(values, mask=~valid)
-        if code == CN or code == C1:
+        if code in (CN, C1):
             return self.text(name)
         if code in (BN, DN, VN):
-            offsets, data = kernels.gather_bytes(self.buf, self.ival[:, i], self._byte_counts(i, code), valid)
+            offsets, data = kernels.gather_bytes(
+                self.buf, self.ival[:, i], self._byte_counts(i, code), valid
+            )
             return pa.Array.from_buffers(
-                pa.binary(), len(self), [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(data)]
+                pa.binary(),
+                len(self),
+                [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(data)],
             )
         values = self.ival[:, i].astype(_INTEGER_TYPES[field.type].to_pandas_dtype())
         return pa.array(values, mask=~valid)

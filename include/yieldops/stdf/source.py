@@ -50,13 +50,18 @@ def open_stdf(src: Source) -> Iterator[BinaryIO]:
 def byte_order(path: str, head: bytes) -> bool:
     """Check the File Attributes Record and say whether the file is little-endian."""
     if len(head) < 6 or head[2] != 0 or head[3] != 10:
-        raise NotStdfError(path, "does not start with an STDF File Attributes Record (FAR)", 0, "FAR")
+        raise NotStdfError(
+            path, "does not start with an STDF File Attributes Record (FAR)", 0, "FAR"
+        )
     cpu_type, version = head[4], head[5]
     if version != 4:
-        raise UnsupportedVersionError(path, f"STDF version {version}; only V4 is supported", 0, "FAR")
+        raise UnsupportedVersionError(
+            path, f"STDF version {version}; only V4 is supported", 0, "FAR"
+        )
     if cpu_type not in (1, 2):
         raise UnsupportedVersionError(
-            path, f"FAR CPU_TYPE {cpu_type}; only 1 (big-endian) and 2 (little-endian) are supported",
+            path,
+            f"FAR CPU_TYPE {cpu_type}; only 1 (big-endian) and 2 (little-endian) are supported",
             0, "FAR",
         )  # fmt: skip
     return cpu_type == 2

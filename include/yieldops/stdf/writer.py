@@ -46,9 +46,7 @@ class StdfWriter:
             raise ValueError(f"{record} has no field(s) {sorted(unknown)}")
         given = [i for i, f in enumerate(spec.fields) if f.name in values]
         last = max(given, default=-1)
-        body = b"".join(
-            self._field(f, values.get(f.name), values) for f in spec.fields[: last + 1]
-        )
+        body = b"".join(self._field(f, values.get(f.name), values) for f in spec.fields[: last + 1])
         if len(body) > MAX_RECORD_LENGTH:
             raise ValueError(f"{record} body is {len(body)} bytes, over the STDF limit")
         return struct.pack(self.byte_order + "HBB", len(body), spec.typ, spec.sub) + body
@@ -58,7 +56,9 @@ class StdfWriter:
             items = list(value or ())
             count = values.get(field.count_field, 0) or 0
             if len(items) != count:
-                raise ValueError(f"{field.name} has {len(items)} items, {field.count_field}={count}")
+                raise ValueError(
+                    f"{field.name} has {len(items)} items, {field.count_field}={count}"
+                )
             if field.type == "N1":
                 return _nibbles(items)
             return b"".join(self._scalar(field.type, item) for item in items)
@@ -82,7 +82,9 @@ class StdfWriter:
             return self._generic_data(value or ())
         if stdf_type == "N1":
             return bytes([value & 0x0F])
-        return struct.pack(self.byte_order + _STRUCT_CODES[stdf_type], 0 if value is None else value)
+        return struct.pack(
+            self.byte_order + _STRUCT_CODES[stdf_type], 0 if value is None else value
+        )
 
     def _generic_data(self, items: Sequence[tuple[str, Any]]) -> bytes:
         out = bytearray()
@@ -96,5 +98,6 @@ class StdfWriter:
 def _nibbles(values: Sequence[int]) -> bytes:
     """Pack 4-bit values two per byte, first value in the low nibble."""
     padded = [*values, 0] if len(values) % 2 else list(values)
-    return bytes((padded[i] & 0x0F) | ((padded[i + 1] & 0x0F) << 4) for i in range(0, len(padded), 2))
-
+    return bytes(
+        (padded[i] & 0x0F) | ((padded[i + 1] & 0x0F) << 4) for i in range(0, len(padded), 2)
+    )

@@ -1,0 +1,57 @@
+"""Shared test fixtures: the real tester files and the pystdf oracle."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = Path(os.environ.get("STDF_SAMPLES_DIR", ROOT.parent / "shared" / "stdf-samples"))
+SAMPLE_SUFFIXES = (".stdf", ".stdf.gz", ".stdf.bz2", ".std")
+
+
+def sample_files() -> list[Path]:
+    if not SAMPLES_DIR.is_dir():
+        return []
+    return sorted(p for p in SAMPLES_DIR.iterdir() if p.name.endswith(SAMPLE_SUFFIXES))
+
+
+def sample_params():
+    files = sample_files()
+    if not files:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no samples in {SAMPLES_DIR}"))]
+    return [pytest.param(p, id=p.name, marks=pytest.mark.samples) for p in files]
+
+
+class _Collector:
+    """A pystdf sink that keeps every record's field values by record type."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[list]] = {}
+
+    def after_send(self, source, data) -> None:
+        record_type, fields = data
+        self.records.setdefault(type(record_type).__name__.upper(), []).append(list(fields))
+
+    def __getattr__(self, name):  # before_begin, after_complete, ... are not needed
+        if name.startswith(("before_", "after_")):
+            return lambda *args: None
+        raise AttributeError(name)
+
+
+@lru_cache(maxsize=8)
+def pystdf_records(path: Path) -> dict[str, list[list]]:
+    """Decode a file with pystdf (the GPL oracle, test-only)."""
+    from pystdf.IO import Parser
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        parser = Parser(inp=stream)
+        collector = _Collector()
+        parser.addSink(collector)
+        parser.parse()
+    return collector.records
