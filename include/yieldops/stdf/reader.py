@@ -10,7 +10,10 @@ small ones (lots, wafers, tests, bins) once the whole file has been read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -522,17 +525,16 @@ def _definitions(full: RecordBlock, name: str) -> pa.Table:
     return _conform(pa.table(table), TESTS)
 
 
+@dataclass
 class _Chunk:
     """The whole records of one buffer fill: body offsets, lengths and kinds."""
 
-    def __init__(self, buf, offsets, lengths, kinds, base) -> None:
-        self.buf, self.offsets, self.lengths, self.kinds, self.base = (
-            buf,
-            offsets,
-            lengths,
-            kinds,
-            base,
-        )
+    buf: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    kinds: np.ndarray
+    base: int  # stream offset of buf[0]
+    consumed: int  # stream bytes decoded once this chunk is done
 
     def rows(self, kind: str) -> np.ndarray:
         return np.flatnonzero(self.kinds == KIND[kind])
@@ -546,7 +548,7 @@ def _scan_chunks(path: str, stream, chunk_size: int) -> Iterator[tuple[bool, _Ch
     while True:
         buf = chunks.buffer
         offsets, lengths, kinds, stop = kernels.scan_records(buf, 0, chunks.end, little, KIND_OF)
-        yield little, _Chunk(buf, offsets, lengths, kinds, chunks.base)
+        yield little, _Chunk(buf, offsets, lengths, kinds, chunks.base, chunks.base + stop)
         if chunks.eof:
             if stop < chunks.end:
                 raise _truncated(path, buf, stop, chunks.end, chunks.base)
@@ -555,14 +557,17 @@ def _scan_chunks(path: str, stream, chunk_size: int) -> Iterator[tuple[bool, _Ch
 
 
 def iter_tables(
-    src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE
+    src: Source,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Callable[[int], object] | None = None,
 ) -> Iterator[tuple[str, pa.Table]]:
     """Decode an STDF file into ``(table name, Arrow table)`` pieces.
 
     ``parts`` and ``results`` come once per chunk of about ``chunk_size``
     bytes (several pieces for large files); ``lots``, ``wafers``, ``tests``
-    and ``bins`` come once at the end. Raises a ``StdfError`` subclass naming
-    the file, byte offset and record on bad input.
+    and ``bins`` come once at the end. ``progress`` is called with the
+    number of (decompressed) bytes decoded so far after each chunk. Raises a
+    ``StdfError`` subclass naming the file, byte offset and record on bad input.
     """
     path = source_name(src)
     decoder = None
@@ -574,6 +579,8 @@ def iter_tables(
             )
             yield "parts", parts
             yield "results", results
+            if progress:
+                progress(chunk.consumed)
     yield from decoder.finish().items()
 
 
@@ -628,35 +635,47 @@ def read_tables(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, 
 
 
 def to_parquet(
-    src: Source, dest: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE
+    src: Source,
+    dest: str | os.PathLike,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, Path]:
     """Write the curated tables of an STDF file as ``dest/<table>.parquet``, batch by batch.
 
-    Memory stays at one chunk's tables whatever the file size. Each file is
-    written aside and renamed into place only when the whole STDF file has
-    been decoded, so a bad file leaves no partial output.
+    Memory stays at one chunk's tables whatever the file size. The tables
+    are written into a folder beside ``dest`` that replaces ``dest`` only
+    once the whole file has been decoded: a bad file leaves nothing, and a
+    rerun replaces the earlier output instead of adding to it.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     writers: dict[str, pq.ParquetWriter] = {}
-    aside = {name: dest / f".{name}.parquet.partial" for name in STDF_TABLES}
     try:
-        for name, table in iter_tables(src, chunk_size):
+        for name, table in iter_tables(src, chunk_size, progress):
             if name not in writers:
-                writers[name] = pq.ParquetWriter(aside[name], STDF_TABLES[name])
+                writers[name] = pq.ParquetWriter(aside / f"{name}.parquet", STDF_TABLES[name])
             writers[name].write_table(table)
+        for writer in writers.values():
+            writer.close()
+        _replace_dir(aside, dest)
     except BaseException:
         for writer in writers.values():
             writer.close()
-        for path in aside.values():
-            path.unlink(missing_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
         raise
-    final = {}
-    for name, writer in writers.items():
-        writer.close()
-        final[name] = dest / f"{name}.parquet"
-        os.replace(aside[name], final[name])
-    return final
+    return {name: dest / f"{name}.parquet" for name in writers}
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Put folder ``new`` at ``dest``, replacing what was there."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:

@@ -8,6 +8,7 @@ import gzip
 import io
 import struct
 
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,7 +150,18 @@ def test_bad_file_leaves_no_parquet(tmp_path):
     path.write_bytes(_small_file()[:-3])
     with pytest.raises(TruncatedError):
         to_parquet(path, tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.stdf"]
+
+
+def test_parquet_output_is_replaced_not_appended(tmp_path):
+    path = tmp_path / "good.stdf"
+    path.write_bytes(_small_file())
+    first = to_parquet(path, tmp_path / "out")
+    rows = {name: pq.read_table(p).num_rows for name, p in first.items()}
+    second = to_parquet(path, tmp_path / "out")
+    assert {name: pq.read_table(p).num_rows for name, p in second.items()} == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.stdf", "out"]
+    assert rows["parts"] == 4 and rows["results"] == 4 * 4
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,48 @@
+# One entry point for people and CI. Every target installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYVER  := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+CONSTRAINTS := requirements/constraints-$(PYVER).txt
+STAMP  := $(VENV)/.installed-$(PYVER)
+DEMO   ?= var/demo
+
+.PHONY: install demo test lint format bench constraints clean
+
+install: $(STAMP)
+
+# The environment: pinned by the committed constraints file (see README, "Pinned dependencies").
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.8"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]" -c $(CONSTRAINTS)
+	touch $(STAMP)
+
+## demo: the main job on embedded defaults (synthetic fab -> STDF -> curated Parquet)
+demo: $(STAMP)
+	$(BIN)/yieldops demo --out $(DEMO)
+
+## test: the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## bench: STDF decoding speed vs stdf-convert and pystdf on the shared samples
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_stdf.py
+
+## constraints: re-resolve the pinned set (needs the package index)
+constraints:
+	$(PYTHON) -m pip install --quiet "uv==0.13.8"
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra oracle \
+	  -c requirements/pins.in --python-version $(PYVER) -o $(CONSTRAINTS)
+
+clean:
+	rm -rf $(VENV) var build dist .pytest_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""The ``yieldops`` command.
+
+Exit codes: 0 success, 1 some input file was bad (each one reported, the
+others still processed), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+STDF_SUFFIXES = (".stdf", ".std", ".stdf.gz", ".std.gz", ".stdf.bz2", ".std.bz2")
+
+
+def stdf_stem(path: Path) -> str:
+    """The file name without its STDF and compression suffixes."""
+    name = path.name
+    for suffix in sorted(STDF_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def file_summary(path: Path) -> dict:
+    """Records by type, parts, yield and test setup of one STDF file."""
+    from yieldops.stdf import read_tables, record_counts
+
+    tables = read_tables(path)
+    lot = tables["lots"].to_pylist()[0]
+    passed = tables["parts"].column("passed").to_pylist()
+    graded = [p for p in passed if p is not None]
+    return {
+        "file": str(path),
+        "lot_id": lot["lot_id"],
+        "product": lot["product"],
+        "tester": " ".join(filter(None, (lot["tester_type"], lot["tester_node"]))),
+        "byte_order": lot["byte_order"],
+        "parts": tables["parts"].num_rows,
+        "good_parts": sum(graded),
+        "yield": round(sum(graded) / len(graded), 4) if graded else None,
+        "wafers": tables["wafers"].num_rows,
+        "tests": tables["tests"].num_rows,
+        "results": tables["results"].num_rows,
+        "records": record_counts(path),
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    yield_text = "n/a" if summary["yield"] is None else f"{summary['yield']:.1%}"
+    print(f"{summary['file']}")
+    print(
+        f"  lot {summary['lot_id']!r}  product {summary['product']!r}  tester {summary['tester']!r}"
+    )
+    print(
+        f"  {summary['parts']} parts, {summary['good_parts']} good ({yield_text}), "
+        f"{summary['wafers']} wafers, {summary['tests']} tests, {summary['results']} results, "
+        f"{summary['byte_order']}-endian"
+    )
+    records = "  ".join(f"{name} {count}" for name, count in summary["records"].items())
+    print(f"  records: {records}")
+
+
+def _each_file(paths: Sequence[Path], work: Callable[[Path], None]) -> int:
+    """Run ``work`` on every file; a bad file is reported and the rest go on."""
+    from yieldops.stdf import StdfError
+
+    failed = 0
+    for path in paths:
+        try:
+            work(path)
+        except (StdfError, OSError) as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(paths)} file(s) could not be read", file=sys.stderr)
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def cmd_stdf_info(args: argparse.Namespace) -> int:
+    def show(path: Path) -> None:
+        summary = file_summary(path)
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            _print_summary(summary)
+
+    return _each_file(args.files, show)
+
+
+def convert_file(path: Path, out_dir: Path, show_progress: bool = True) -> dict[str, Path]:
+    """Write the curated tables of one file under ``out_dir/<file stem>/``, with a progress bar."""
+    from tqdm import tqdm
+
+    from yieldops.stdf import to_parquet
+
+    compressed = path.name.endswith((".gz", ".bz2"))
+    total = None if compressed else path.stat().st_size
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=path.name,
+        disable=None if show_progress else True,
+    ) as bar:
+        return to_parquet(
+            path, out_dir / stdf_stem(path), progress=lambda done: bar.update(done - bar.n)
+        )
+
+
+def cmd_stdf_convert(args: argparse.Namespace) -> int:
+    def convert(path: Path) -> None:
+        written = convert_file(path, args.out)
+        print(f"{path} -> {written['parts'].parent}/ ({', '.join(sorted(written))})")
+
+    return _each_file(args.files, convert)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from yieldops.synth import PRODUCTS, synthesize
+
+    paths = synthesize(
+        args.out,
+        lots=args.lots,
+        wafers_per_lot=args.wafers,
+        seed=args.seed,
+        product=PRODUCTS[args.product],
+        byte_order="<" if args.byte_order == "little" else ">",
+        compression=args.compress,
+        first_lot=args.first_lot,
+    )
+    for path in paths:
+        print(path)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic fab -> STDF files -> curated Parquet, then a summary per lot."""
+    from yieldops.synth import synthesize
+
+    landing, curated = args.out / "landing", args.out / "curated"
+    print(f"1. synthetic fab: {args.lots} lots into {landing}/")
+    paths = synthesize(landing, lots=args.lots, wafers_per_lot=args.wafers, seed=args.seed)
+    print(f"2. decoding {len(paths)} STDF files into {curated}/")
+    status = _each_file(paths, lambda path: convert_file(path, curated, show_progress=False))
+    print("3. summary")
+    for path in paths:
+        _print_summary(file_summary(path))
+    tables = "{lots,wafers,parts,tests,results,bins}.parquet"
+    print(f"\ncurated Parquet tables: {curated}/<lot>/{tables}")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from yieldops.synth import PRODUCTS
+
+    parser = argparse.ArgumentParser(
+        prog="yieldops", description="STDF tester data to a validated, deployed yield model."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stdf = commands.add_parser("stdf", help="read STDF files").add_subparsers(
+        dest="stdf_command", required=True
+    )
+    info = stdf.add_parser("info", help="records, parts, yield and tester of STDF files")
+    info.add_argument("files", nargs="+", type=Path)
+    info.add_argument("--json", action="store_true", help="one JSON object per file")
+    info.set_defaults(run=cmd_stdf_info)
+    convert = stdf.add_parser("convert", help="decode STDF files into curated Parquet tables")
+    convert.add_argument("files", nargs="+", type=Path)
+    convert.add_argument(
+        "--out", type=Path, required=True, help="output folder, one subfolder per file"
+    )
+    convert.set_defaults(run=cmd_stdf_convert)
+
+    synth = commands.add_parser("synth", help="write synthetic lots as STDF files")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--lots", type=int, default=3)
+    synth.add_argument("--wafers", type=int, default=2, help="wafers per lot")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--first-lot", type=int, default=0, help="index of the first lot in the series"
+    )
+    synth.add_argument("--product", choices=sorted(PRODUCTS), default=next(iter(PRODUCTS)))
+    synth.add_argument("--byte-order", choices=["little", "big"], default="little")
+    synth.add_argument("--compress", choices=["gz", "bz2"], default=None)
+    synth.set_defaults(run=cmd_synth)
+
+    demo = commands.add_parser("demo", help="the main job on embedded defaults")
+    demo.add_argument("--out", type=Path, default=Path("var/demo"))
+    demo.add_argument("--lots", type=int, default=3)
+    demo.add_argument("--wafers", type=int, default=2)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The yieldops command, run in-process as a user would run it."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from yieldops.cli import EXIT_BAD_INPUT, EXIT_OK, main
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory):
+    out = tmp_path_factory.mktemp("landing")
+    args = ["synth", "--lots", "2", "--wafers", "1", "--out", str(out), "--compress", "gz"]
+    assert main(args) == EXIT_OK
+    return out
+
+
+def test_synth_writes_one_file_per_lot(landing):
+    assert sorted(p.name for p in landing.iterdir()) == [
+        "YO-7NM-ADC_S0-L001.stdf.gz",
+        "YO-7NM-ADC_S0-L002.stdf.gz",
+    ]
+
+
+def test_info_reports_parts_yield_and_records(landing, capsys):
+    files = sorted(landing.iterdir())
+    assert main(["stdf", "info", "--json", *map(str, files)]) == EXIT_OK
+    summaries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["lot_id"] for s in summaries] == ["S0-L001", "S0-L002"]
+    for s in summaries:
+        assert s["parts"] == s["records"]["PRR"] > 1000
+        assert 0.5 < s["yield"] < 1.0
+        assert s["product"] == "YO-7NM-ADC"
+
+
+def test_convert_writes_parquet_tables(landing, tmp_path, capsys):
+    files = sorted(landing.iterdir())
+    assert main(["stdf", "convert", str(files[0]), "--out", str(tmp_path)]) == EXIT_OK
+    lot_dir = tmp_path / "YO-7NM-ADC_S0-L001"
+    names = sorted(p.name for p in lot_dir.iterdir())
+    tables = ("bins", "lots", "parts", "results", "tests", "wafers")
+    assert names == [f"{t}.parquet" for t in tables]
+    parts = pq.read_table(lot_dir / "parts.parquet")
+    assert parts.num_rows > 1000 and set(parts.column("lot_id").to_pylist()) == {"S0-L001"}
+
+
+def test_bad_file_is_named_and_does_not_stop_the_batch(landing, tmp_path, capsys):
+    bad = tmp_path / "broken.stdf"
+    bad.write_bytes(b"\x02\x00\x00\x0a\x02\x04" + b"\x10\x00\x0f\x0a\x01")  # PTR cut short
+    good = sorted(landing.iterdir())[0]
+    status = main(["stdf", "convert", str(bad), str(good), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == EXIT_BAD_INPUT
+    assert "broken.stdf" in err and "byte 6" in err and "ends inside a record" in err
+    assert (tmp_path / "out" / "YO-7NM-ADC_S0-L001" / "parts.parquet").exists()
+    assert not (tmp_path / "out" / "broken").exists()
+
+
+def test_missing_file_is_reported(tmp_path, capsys):
+    assert main(["stdf", "info", str(tmp_path / "nope.stdf")]) == EXIT_BAD_INPUT
+    assert "nope.stdf" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["stdf", "frobnicate"])
+    assert caught.value.code == 2
