@@ -14,7 +14,6 @@ lots). Each test says how strongly it follows each cause.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,11 +99,11 @@ class DefectModel:
     """How yield loss is laid out on a wafer and between lots."""
 
     edge_onset: float = 0.85  # normalised radius where the edge ring starts
-    clusters_per_wafer: float = 2.5  # mean of a Poisson count
+    clusters_per_wafer: float = 2.0  # mean of a Poisson count
     cluster_radius: tuple[float, float] = (1.5, 4.0)  # in dies, uniform range
-    cluster_strength: tuple[float, float] = (1.0, 3.0)  # defectivity at a cluster centre
-    random_defect_rate: float = 0.02  # share of dies with an isolated defect
-    background: float = 0.02  # mean defectivity everywhere
+    cluster_strength: tuple[float, float] = (0.8, 2.5)  # defectivity at a cluster centre
+    random_defect_rate: float = 0.015  # share of dies with an isolated defect
+    background: float = 0.005  # mean defectivity everywhere
     process_bowl: float = 0.5  # process shift at the rim relative to the centre
     wafer_process_sd: float = 0.15
     die_process_sd: float = 0.5
@@ -134,7 +133,9 @@ class ProductSpec:
             raise ValueError(f"{self.name}: no good hard bin")
         for t in self.label_tests:
             if t.hard_bin not in bins or t.soft_bin is None:
-                raise ValueError(f"{self.name}: test {t.test_num} needs a known hard bin and a soft bin")
+                raise ValueError(
+                    f"{self.name}: test {t.test_num} needs a known hard bin and a soft bin"
+                )
         soft = [b.number for b in self.soft_bins]
         if len(set(soft)) != len(soft):
             raise ValueError(f"{self.name}: duplicate soft bins")
@@ -146,10 +147,6 @@ class ProductSpec:
     @property
     def die_size_mm(self) -> float:
         return self.wafer_size_mm / self.dies_across
-
-    @property
-    def approx_dies_per_wafer(self) -> int:
-        return round(math.pi * (self.dies_across / 2) ** 2)
 
     @property
     def label_tests(self) -> tuple[AnyTest, ...]:
@@ -168,8 +165,8 @@ class ProductSpec:
     @property
     def soft_bins(self) -> tuple[Bin, ...]:
         """The pass bin, then one soft bin per label-defining test."""
-        fails = (Bin(t.soft_bin, f"FAIL_{t.name}") for t in self.label_tests)
-        return (PASS_SOFT_BIN, *fails)
+        fails = [Bin(t.soft_bin, f"FAIL_{t.name}") for t in self.label_tests]
+        return (PASS_SOFT_BIN, *sorted(fails, key=lambda b: b.number))
 
     def test(self, test_num: int) -> AnyTest:
         return next(t for t in self.tests if t.test_num == test_num)
