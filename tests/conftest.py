@@ -8,6 +8,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure is reproducible); set
+# HYPOTHESIS_PROFILE=explore locally to search new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = Path(os.environ.get("STDF_SAMPLES_DIR", ROOT.parent / "shared" / "stdf-samples"))

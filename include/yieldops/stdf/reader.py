@@ -434,7 +434,9 @@ class _FileDecoder:
             return defs.sort_by("test_num")
         stats = _tsr_stats(pa.concat_tables(self.tsr))
         test_nums = pc.unique(
-            pa.chunked_array([defs["test_num"], stats["test_num"].cast(pa.uint32())])
+            pa.chunked_array(
+                [*defs["test_num"].chunks, *stats["test_num"].cast(pa.uint32()).chunks], pa.uint32()
+            )
         )
         test_nums = test_nums.take(pc.sort_indices(test_nums))
         by_test = defs.take(pc.index_in(test_nums, value_set=defs["test_num"]))

@@ -176,3 +176,15 @@ def test_latin1_text_is_decoded():
     w.write("MIR", LOT_ID="Lötß°", PART_TYP="µ-chip")
     (lot,) = read_tables(io.BytesIO(stream.getvalue()))["lots"].to_pylist()
     assert (lot["lot_id"], lot["product"]) == ("Lötß°", "µ-chip")
+
+
+def test_tests_named_only_by_tsr_get_a_row():
+    stream = io.BytesIO()
+    w = StdfWriter(stream)
+    w.write("TSR", HEAD_NUM=1, SITE_NUM=0, TEST_TYP="P", TEST_NUM=7, EXEC_CNT=3, FAIL_CNT=1,
+            ALRM_CNT=0, TEST_NAM="idd")  # fmt: skip
+    w.write("TSR", HEAD_NUM=1, SITE_NUM=1, TEST_TYP="P", TEST_NUM=7, EXEC_CNT=2, FAIL_CNT=0,
+            ALRM_CNT=0, TEST_NAM="idd")  # fmt: skip
+    (test,) = read_tables(io.BytesIO(stream.getvalue()))["tests"].to_pylist()
+    assert (test["test_num"], test["record"], test["test_name"]) == (7, "PTR", "idd")
+    assert (test["exec_count"], test["fail_count"]) == (5, 1)
