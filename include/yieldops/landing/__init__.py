@@ -1,0 +1,1 @@
+"""Landing zones (local folder, S3) and the ledger of landed files."""
