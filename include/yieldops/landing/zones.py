@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
+
+from .. import atomic
 
 STDF_SUFFIXES = (".stdf", ".std", ".stdf.gz", ".std.gz", ".stdf.bz2", ".std.bz2")
 QUARANTINE = "quarantine"
@@ -88,8 +88,11 @@ class LocalLandingZone:
     def quarantine(self, key: str, reason: dict) -> str:
         target = self.root / QUARANTINE / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_copy(self._path(key), target)
-        _atomic_write(target.with_name(target.name + ".reason.json"), json.dumps(reason, indent=2))
+        with self.open(key) as source:
+            atomic.copy_stream(source, target)
+        atomic.write_text(
+            target.with_name(target.name + ".reason.json"), json.dumps(reason, indent=2)
+        )
         return target.as_uri()
 
     def uri(self, key: str) -> str:
@@ -100,25 +103,6 @@ class LocalLandingZone:
         if self.root not in path.parents:
             raise ValueError(f"{key!r} is outside the landing zone {self.root}")
         return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    with (
-        tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as f,
-        open(source, "rb") as src,
-    ):
-        shutil.copyfileobj(src, f)
-    os.replace(f.name, target)
 
 
 def landing_zone(url: str, s3_client=None) -> LandingZone:

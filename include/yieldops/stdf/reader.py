@@ -10,8 +10,6 @@ small ones (lots, wafers, tests, bins) once the whole file has been read.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..atomic import staged_dir
 from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIME, WAFERS
 from . import kernels
 from .errors import RecordLengthError, TruncatedError
@@ -650,34 +649,17 @@ def to_parquet(
     rerun replaces the earlier output instead of adding to it.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     writers: dict[str, pq.ParquetWriter] = {}
-    try:
-        for name, table in iter_tables(src, chunk_size, progress):
-            if name not in writers:
-                writers[name] = pq.ParquetWriter(aside / f"{name}.parquet", STDF_TABLES[name])
-            writers[name].write_table(table)
-        for writer in writers.values():
-            writer.close()
-        _replace_dir(aside, dest)
-    except BaseException:
-        for writer in writers.values():
-            writer.close()
-        shutil.rmtree(aside, ignore_errors=True)
-        raise
+    with staged_dir(dest) as aside:
+        try:
+            for name, table in iter_tables(src, chunk_size, progress):
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(aside / f"{name}.parquet", STDF_TABLES[name])
+                writers[name].write_table(table)
+        finally:
+            for writer in writers.values():
+                writer.close()
     return {name: dest / f"{name}.parquet" for name in writers}
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Put folder ``new`` at ``dest``, replacing what was there."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:

@@ -1,0 +1,266 @@
+"""The ledger of landed files: the source of truth for "processed exactly once".
+
+Files are keyed by the SHA-256 of their bytes, so the same bytes uploaded
+twice, or under a new name, are one entry. A claim is one atomic statement
+(insert-if-absent, or a conditional update), so two concurrent runs never
+take the same file. SQLite by default, PostgreSQL (or any SQLAlchemy URL) in
+production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
+FINAL = (CURATED, QUARANTINED)
+# A claim older than this whose run never finished it (worker lost) may be taken again.
+DEFAULT_STALE_CLAIM = timedelta(hours=2)
+
+metadata = MetaData()
+
+landed_files = Table(
+    "yieldops_landed_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("source_key", Text, nullable=False),
+    Column("zone_url", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("dag_run_id", Text),
+    Column("product", Text),
+    Column("lot_id", Text, index=True),
+    Column("output", Text),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+# Every (zone, key, version) seen, so a key is hashed once per version and
+# a duplicate upload under another name is recorded against its content.
+landed_sources = Table(
+    "yieldops_landed_sources",
+    metadata,
+    Column("zone_url", Text, primary_key=True),
+    Column("source_key", Text, primary_key=True),
+    Column("version", Text, primary_key=True),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sha256: str
+    source_key: str
+    zone_url: str
+    size: int
+    status: str
+    reason: str | None
+    attempts: int
+    dag_run_id: str | None
+    product: str | None
+    lot_id: str | None
+    output: str | None
+    first_seen_at: datetime
+    claimed_at: datetime | None
+    finished_at: datetime | None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _insert(engine: Engine):
+    """An INSERT that can skip rows whose key exists (ON CONFLICT DO NOTHING)."""
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[engine.dialect.name]
+
+
+def ledger_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection, _record) -> None:  # readers do not block the claimer
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = ledger_engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- what has been seen ------------------------------------------------------------------
+
+    def known_versions(self, zone_url: str) -> set[tuple[str, str]]:
+        """(key, version) pairs of a zone already hashed."""
+        query = select(landed_sources.c.source_key, landed_sources.c.version).where(
+            landed_sources.c.zone_url == zone_url
+        )
+        with self.engine.connect() as conn:
+            return {(key, version) for key, version in conn.execute(query)}
+
+    def record_source(self, zone_url: str, key: str, version: str, sha256: str) -> None:
+        statement = (
+            _insert(self.engine)(landed_sources)
+            .values(
+                zone_url=zone_url, source_key=key, version=version, sha256=sha256, seen_at=_now()
+            )
+            .on_conflict_do_nothing()
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        sha256: str,
+        *,
+        source_key: str,
+        zone_url: str,
+        size: int,
+        run_id: str,
+        reprocess: bool = False,
+        stale_after: timedelta = DEFAULT_STALE_CLAIM,
+    ) -> bool:
+        """Take a file for ``run_id``; False when it is done or another run holds it.
+
+        New content is inserted as claimed. Known content is taken only when
+        it failed before, when its claim is stale, or, with ``reprocess``, when
+        it was curated or quarantined.
+        """
+        now = _now()
+        insert = (
+            _insert(self.engine)(landed_files)
+            .values(
+                sha256=sha256,
+                source_key=source_key,
+                zone_url=zone_url,
+                size=size,
+                status=CLAIMED,
+                attempts=1,
+                dag_run_id=run_id,
+                first_seen_at=now,
+                claimed_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        takeable = [
+            landed_files.c.status == FAILED,
+            and_(landed_files.c.status == CLAIMED, landed_files.c.claimed_at < now - stale_after),
+        ]
+        if reprocess:
+            takeable.append(landed_files.c.status.in_(FINAL))
+        retake = (
+            update(landed_files)
+            .where(landed_files.c.sha256 == sha256, or_(*takeable))
+            .values(
+                status=CLAIMED,
+                attempts=landed_files.c.attempts + 1,
+                dag_run_id=run_id,
+                claimed_at=now,
+                reason=None,
+                finished_at=None,
+            )
+        )
+        with self.engine.begin() as conn:
+            if conn.execute(insert).rowcount == 1:
+                return True
+            return conn.execute(retake).rowcount == 1
+
+    def finish(
+        self,
+        sha256: str,
+        run_id: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        output: str | None = None,
+        product: str | None = None,
+        lot_id: str | None = None,
+    ) -> bool:
+        """Record the outcome of a claim held by ``run_id``; False if the run no longer holds it."""
+        if status not in (CURATED, QUARANTINED, FAILED):
+            raise ValueError(f"not a final status: {status!r}")
+        statement = (
+            update(landed_files)
+            .where(
+                landed_files.c.sha256 == sha256,
+                landed_files.c.dag_run_id == run_id,
+                landed_files.c.status == CLAIMED,
+            )
+            .values(
+                status=status,
+                reason=reason,
+                output=output,
+                product=product,
+                lot_id=lot_id,
+                finished_at=_now(),
+            )
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def release_unfinished(self, run_id: str, reason: str) -> list[str]:
+        """Mark the files a run claimed but never finished as failed, so a later run retries."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(landed_files)
+                .where(landed_files.c.dag_run_id == run_id, landed_files.c.status == CLAIMED)
+                .values(status=FAILED, reason=reason, finished_at=_now())
+                .returning(landed_files.c.sha256)
+            )
+            return [sha for (sha,) in rows]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, sha256: str) -> LedgerEntry | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(landed_files).where(landed_files.c.sha256 == sha256)).first()
+        return LedgerEntry(**row._mapping) if row else None
+
+    def entries(self, statuses: Iterable[str] | None = None) -> list[LedgerEntry]:
+        query = select(landed_files).order_by(landed_files.c.first_seen_at, landed_files.c.sha256)
+        if statuses is not None:
+            query = query.where(landed_files.c.status.in_(list(statuses)))
+        with self.engine.connect() as conn:
+            return [LedgerEntry(**row._mapping) for row in conn.execute(query)]
+
+    def sha256_of(self, *, key: str | None = None, lot_id: str | None = None) -> list[str]:
+        """Content hashes landed under a source key, or curated for a lot (for reprocessing)."""
+        with self.engine.connect() as conn:
+            if key is not None:
+                query = select(landed_sources.c.sha256).where(landed_sources.c.source_key == key)
+            else:
+                query = select(landed_files.c.sha256).where(landed_files.c.lot_id == lot_id)
+            return sorted({sha for (sha,) in conn.execute(query)})
