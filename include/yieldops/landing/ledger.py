@@ -193,10 +193,11 @@ class Ledger:
                 finished_at=None,
             )
         )
+        # RETURNING tells reliably whether a row was written (rowcount is not, for inserts).
         with self.engine.begin() as conn:
-            if conn.execute(insert).rowcount == 1:
+            if conn.execute(insert.returning(landed_files.c.sha256)).first():
                 return True
-            return conn.execute(retake).rowcount == 1
+            return conn.execute(retake.returning(landed_files.c.sha256)).first() is not None
 
     def finish(
         self,
@@ -229,7 +230,7 @@ class Ledger:
             )
         )
         with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement.returning(landed_files.c.sha256)).first() is not None
 
     def release_unfinished(self, run_id: str, reason: str) -> list[str]:
         """Mark the files a run claimed but never finished as failed, so a later run retries."""

@@ -1,0 +1,124 @@
+"""The ledger on SQLite and on the real PostgreSQL server: exactly-once claims."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from yieldops.landing.ledger import CLAIMED, CURATED, FAILED, QUARANTINED, Ledger
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"yieldops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    base = request.getfixturevalue("postgres_url")
+    ledger = Ledger(base)  # each test starts from empty tables
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE yieldops_landed_files, yieldops_landed_sources"))
+    ledger.close()
+    return base
+
+
+def _claim(ledger: Ledger, sha: str, run: str, **kwargs) -> bool:
+    return ledger.claim(
+        sha, source_key=f"{sha}.stdf", zone_url="file:///z", size=1, run_id=run, **kwargs
+    )
+
+
+def test_a_file_is_claimed_once_and_finished_by_its_run(ledger_url):
+    ledger = Ledger(ledger_url)
+    assert _claim(ledger, "a" * 64, "run1")
+    assert not _claim(ledger, "a" * 64, "run2")  # held by run1
+    assert not ledger.finish("a" * 64, "run2", CURATED)  # run2 does not hold it
+    assert ledger.finish("a" * 64, "run1", CURATED, output="/c/a", product="P", lot_id="L1")
+    assert not _claim(ledger, "a" * 64, "run3")  # done: same bytes are never curated twice
+    entry = ledger.get("a" * 64)
+    assert (entry.status, entry.attempts, entry.output, entry.lot_id) == (CURATED, 1, "/c/a", "L1")
+    ledger.close()
+
+
+def test_failed_stale_and_reprocessed_files_can_be_claimed_again(ledger_url):
+    ledger = Ledger(ledger_url)
+    assert _claim(ledger, "f" * 64, "run1")
+    ledger.finish("f" * 64, "run1", FAILED, reason="worker lost")
+    assert _claim(ledger, "f" * 64, "run2")
+    assert ledger.get("f" * 64).attempts == 2 and ledger.get("f" * 64).reason is None
+
+    assert _claim(ledger, "s" * 64, "run1")
+    assert not _claim(ledger, "s" * 64, "run2")
+    assert _claim(ledger, "s" * 64, "run2", stale_after=timedelta(0))  # the claimer died
+
+    assert _claim(ledger, "q" * 64, "run1")
+    ledger.finish("q" * 64, "run1", QUARANTINED, reason="truncated")
+    assert not _claim(ledger, "q" * 64, "run2")
+    assert _claim(ledger, "q" * 64, "run2", reprocess=True)
+    ledger.close()
+
+
+def test_release_unfinished_marks_a_runs_leftovers_failed(ledger_url):
+    ledger = Ledger(ledger_url)
+    for sha in ("1" * 64, "2" * 64):
+        _claim(ledger, sha, "run1")
+    ledger.finish("1" * 64, "run1", CURATED)
+    assert ledger.release_unfinished("run1", "task failed") == ["2" * 64]
+    assert [e.status for e in ledger.entries()] == [CURATED, FAILED]
+    ledger.close()
+
+
+def test_sources_remember_versions_and_duplicates(ledger_url):
+    ledger = Ledger(ledger_url)
+    ledger.record_source("file:///z", "a.stdf", "v1", "a" * 64)
+    ledger.record_source("file:///z", "a.stdf", "v1", "a" * 64)  # idempotent
+    ledger.record_source("file:///z", "copy-of-a.stdf", "v1", "a" * 64)
+    assert ledger.known_versions("file:///z") == {("a.stdf", "v1"), ("copy-of-a.stdf", "v1")}
+    assert ledger.known_versions("s3://other") == set()
+    assert ledger.sha256_of(key="copy-of-a.stdf") == ["a" * 64]
+    ledger.close()
+
+
+def _claim_all(url: str, run: str, shas: list[str], seed: int) -> list[str]:
+    ledger = Ledger(url)
+    order = shas[:]
+    random.Random(seed).shuffle(order)
+    taken = [sha for sha in order if _claim(ledger, sha, run)]
+    ledger.close()
+    return taken
+
+
+def test_two_concurrent_claimers_never_take_the_same_file(ledger_url):
+    Ledger(ledger_url).close()  # create the tables before the race
+    shas = [f"{i:064x}" for i in range(300)]
+    with ProcessPoolExecutor(2) as pool:
+        first, second = pool.map(
+            _claim_all, [ledger_url] * 2, ["runA", "runB"], [shas, shas], [1, 2]
+        )
+    assert not set(first) & set(second)
+    assert sorted(first + second) == shas
+    ledger = Ledger(ledger_url)
+    holders = {e.sha256: e.dag_run_id for e in ledger.entries([CLAIMED])}
+    assert holders == {**dict.fromkeys(first, "runA"), **dict.fromkeys(second, "runB")}
+    ledger.close()
