@@ -1,9 +1,14 @@
-"""Shared test fixtures: the real tester files and the pystdf oracle."""
+"""Shared test fixtures: the real tester files, the pystdf oracle, an Airflow home."""
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +22,19 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow reads its configuration when first imported: point it at a throwaway
+# home with this project's dags/ and plugins/ before any test imports it.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="yieldops-test-airflow-"))
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+os.environ.update(
+    AIRFLOW_HOME=str(AIRFLOW_HOME),
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+    AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+)
 SAMPLES_DIR = Path(os.environ.get("STDF_SAMPLES_DIR", ROOT.parent / "shared" / "stdf-samples"))
 SAMPLE_SUFFIXES = (".stdf", ".stdf.gz", ".stdf.bz2", ".std")
 
@@ -62,3 +80,12 @@ def pystdf_records(path: Path) -> dict[str, list[list]]:
         parser.addSink(collector)
         parser.parse()
     return collector.records
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite in the throwaway home), migrated once."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True
+    )
+    return AIRFLOW_HOME

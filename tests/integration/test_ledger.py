@@ -94,8 +94,11 @@ def test_sources_remember_versions_and_duplicates(ledger_url):
     ledger.record_source("file:///z", "a.stdf", "v1", "a" * 64)
     ledger.record_source("file:///z", "a.stdf", "v1", "a" * 64)  # idempotent
     ledger.record_source("file:///z", "copy-of-a.stdf", "v1", "a" * 64)
-    assert ledger.known_versions("file:///z") == {("a.stdf", "v1"), ("copy-of-a.stdf", "v1")}
-    assert ledger.known_versions("s3://other") == set()
+    assert ledger.source_hashes("file:///z") == {
+        ("a.stdf", "v1"): "a" * 64,
+        ("copy-of-a.stdf", "v1"): "a" * 64,
+    }
+    assert ledger.source_hashes("s3://other") == {}
     assert ledger.sha256_of(key="copy-of-a.stdf") == ["a" * 64]
     ledger.close()
 

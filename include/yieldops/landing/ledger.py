@@ -121,13 +121,13 @@ class Ledger:
 
     # -- what has been seen ------------------------------------------------------------------
 
-    def known_versions(self, zone_url: str) -> set[tuple[str, str]]:
-        """(key, version) pairs of a zone already hashed."""
-        query = select(landed_sources.c.source_key, landed_sources.c.version).where(
-            landed_sources.c.zone_url == zone_url
-        )
+    def source_hashes(self, zone_url: str) -> dict[tuple[str, str], str]:
+        """Content hash of every (key, version) of a zone already seen."""
+        query = select(
+            landed_sources.c.source_key, landed_sources.c.version, landed_sources.c.sha256
+        ).where(landed_sources.c.zone_url == zone_url)
         with self.engine.connect() as conn:
-            return {(key, version) for key, version in conn.execute(query)}
+            return {(key, version): sha for key, version, sha in conn.execute(query)}
 
     def record_source(self, zone_url: str, key: str, version: str, sha256: str) -> None:
         statement = (
@@ -244,6 +244,24 @@ class Ledger:
             return [sha for (sha,) in rows]
 
     # -- reading -----------------------------------------------------------------------------
+
+    def statuses(self, shas: Iterable[str]) -> dict[str, str]:
+        shas = list(shas)
+        if not shas:
+            return {}
+        query = select(landed_files.c.sha256, landed_files.c.status).where(
+            landed_files.c.sha256.in_(shas)
+        )
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    def run_entries(self, run_id: str) -> list[LedgerEntry]:
+        """Files a DAG run claimed, with their outcome."""
+        query = select(landed_files).where(landed_files.c.dag_run_id == run_id)
+        with self.engine.connect() as conn:
+            return [
+                LedgerEntry(**row._mapping) for row in conn.execute(query.order_by("source_key"))
+            ]
 
     def get(self, sha256: str) -> LedgerEntry | None:
         with self.engine.connect() as conn:

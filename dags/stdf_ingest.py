@@ -1,0 +1,111 @@
+"""stdf_ingest: landed STDF files -> validated curated Parquet, exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetAlias, Param, TriggerRule, dag, task
+
+from yieldops.settings import load_settings
+from yieldops_airflow import ingest as steps
+from yieldops_airflow.notifiers import YieldopsNotifier
+from yieldops_airflow.schedules import SENSOR, ingest_schedule
+from yieldops_airflow.sensors import NewStdfFilesSensor
+
+SETTINGS = load_settings()
+
+DOC = """
+### STDF ingest
+
+Turns every STDF file that lands in the landing zone into curated Parquet
+(`<curated>/product=<P>/lot=<L>/file=<sha256>/`), validated with Great
+Expectations against the product's YAML (`include/config/products/`).
+
+1. **wait_for_files** (sensor mode): a deferrable sensor waits for files the
+   ledger has not finished. In events mode an S3 notification (via SQS) or the
+   periodic sweep starts the run instead; in sweep mode only the schedule.
+2. **claim**: every such file is claimed in the ledger (keyed by content
+   hash: the same bytes are never curated twice, even under another name).
+3. **ingest** (one mapped task per file): decode, validate, write curated
+   Parquet. A bad file is copied to `quarantine/` with a `.reason.json` and
+   fails only its own task. The *Data Docs* button opens its validation.
+4. **publish**: an asset event `curated/<product>` for each product that got
+   new data; this schedules `yield_training`.
+5. **report**: the run's files from the ledger; a run with quarantined files
+   ends failed and notifies (connection `yieldops_notify`). **watcher** fails
+   the run when any other task failed.
+
+Params: `reprocess_key` / `reprocess_lot` take finished files again,
+`dry_run` only lists what would be claimed. Configuration: environment
+(`YIELDOPS_*`) or Airflow Variables `yieldops_landing_url`,
+`yieldops_ledger_url`, `yieldops_curated_dir`, `yieldops_docs_dir`,
+`yieldops_aws_conn_id`.
+"""
+
+
+@dag(
+    dag_id="stdf_ingest",
+    schedule=ingest_schedule(SETTINGS),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["yieldops", "ingest", "stdf"],
+    default_args={"owner": "yieldops", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    on_failure_callback=YieldopsNotifier(),
+    params={
+        "reprocess_key": Param(
+            "",
+            type="string",
+            title="Reprocess file",
+            description="Landing key of a file to ingest again, even if curated or quarantined.",
+        ),
+        "reprocess_lot": Param(
+            "",
+            type="string",
+            title="Reprocess lot",
+            description="Lot id whose files are ingested again.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Only list the files that would be claimed; change nothing.",
+        ),
+    },
+)
+def stdf_ingest():
+    @task
+    def claim(params=None, run_id=None, triggering_asset_events=None) -> list[dict]:
+        return steps.claim(run_id, params, triggering_asset_events)
+
+    @task(retry_delay=timedelta(seconds=10))
+    def ingest(file: dict, run_id=None, ti=None) -> dict:
+        return steps.ingest(file, run_id, ti)
+
+    @task(
+        trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
+        outlets=[AssetAlias(steps.CURATED_ALIAS)],
+    )
+    def publish(outcomes, outlet_events=None) -> dict:
+        return steps.publish(outcomes, outlet_events)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(run_id=None) -> dict:
+        return steps.report(run_id)
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher() -> None:
+        steps.fail_if_any_failed()
+
+    claimed = claim()
+    if SETTINGS.ingest_trigger == SENSOR:
+        NewStdfFilesSensor(task_id="wait_for_files", timeout=24 * 3600, soft_fail=True) >> claimed
+    ingested = ingest.expand(file=claimed)
+    published = publish(ingested)
+    published >> report()
+    [claimed, ingested, published] >> watcher()
+
+
+stdf_ingest()

@@ -1,0 +1,57 @@
+"""Where things are: every URL and folder is configuration with a local default.
+
+Environment variables set them for any process; the Airflow side may
+override them at run time from Airflow Variables (see plugins/yieldops_airflow).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _home() -> Path:
+    return Path(os.environ.get("YIELDOPS_HOME", Path.home() / "yieldops-data")).resolve()
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=_home)
+    landing_url: str = ""
+    ledger_url: str = ""
+    curated_dir: Path = Path()
+    docs_dir: Path = Path()
+    # How new files start an ingest run: "sensor" (a deferrable sensor polls the
+    # landing zone), "events" (S3 notifications through SQS, plus a periodic
+    # sweep) or "sweep" (the periodic sweep alone).
+    ingest_trigger: str = "sensor"
+    sqs_queue_url: str = ""
+    aws_conn_id: str = "aws_default"
+    sweep_cron: str = "*/30 * * * *"
+
+    def with_overrides(self, **values: str) -> Settings:
+        known = {k: v for k, v in values.items() if v}
+        for name in ("curated_dir", "docs_dir", "home"):
+            if name in known:
+                known[name] = Path(known[name])
+        return replace(self, **known)
+
+
+def load_settings() -> Settings:
+    home = _home()
+    return Settings(
+        home=home,
+        landing_url=_env("YIELDOPS_LANDING_URL", str(home / "landing")),
+        ledger_url=_env("YIELDOPS_LEDGER_URL", f"sqlite:///{home / 'ledger.db'}"),
+        curated_dir=Path(_env("YIELDOPS_CURATED_DIR", str(home / "curated"))),
+        docs_dir=Path(_env("YIELDOPS_DATA_DOCS_DIR", str(home / "data-docs"))),
+        ingest_trigger=_env("YIELDOPS_INGEST_TRIGGER", "sensor"),
+        sqs_queue_url=_env("YIELDOPS_SQS_QUEUE_URL", ""),
+        aws_conn_id=_env("YIELDOPS_AWS_CONN_ID", "aws_default"),
+        sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
+    )

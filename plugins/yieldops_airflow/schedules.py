@@ -1,0 +1,56 @@
+"""How ingest runs start: chosen by configuration (``YIELDOPS_INGEST_TRIGGER``), not code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yieldops.settings import Settings
+
+SENSOR, EVENTS, SWEEP = "sensor", "events", "sweep"
+
+
+def landing_asset(settings: Settings):
+    """The landing zone as an Asset; in events mode it carries the SQS watcher.
+
+    S3 ObjectCreated notifications go to the SQS queue; the triggerer's
+    MessageQueueTrigger turns each message into an asset event that starts
+    a run. Messages are deleted on receipt, so the ledger, not the queue,
+    decides what is left to ingest.
+    """
+    from airflow.sdk import Asset, AssetWatcher
+
+    if not settings.sqs_queue_url:
+        raise ValueError("YIELDOPS_INGEST_TRIGGER=events needs YIELDOPS_SQS_QUEUE_URL")
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    trigger = MessageQueueTrigger(
+        scheme="sqs", sqs_queue=settings.sqs_queue_url, aws_conn_id=settings.aws_conn_id
+    )
+    return Asset(
+        name="stdf-landing",
+        uri=settings.landing_url,
+        watchers=[AssetWatcher(name="stdf_landing_sqs", trigger=trigger)],
+    )
+
+
+def ingest_schedule(settings: Settings) -> Any:
+    """Sensor mode: one run at a time, its first task a deferrable sensor.
+    Events mode: a run per S3 event, plus a periodic sweep for anything an event missed.
+    Sweep mode: only the periodic sweep (no triggerer needed)."""
+    if settings.ingest_trigger == SENSOR:
+        return "@continuous"
+    if settings.ingest_trigger == SWEEP:
+        from airflow.sdk import CronTriggerTimetable
+
+        return CronTriggerTimetable(settings.sweep_cron, timezone="UTC")
+    if settings.ingest_trigger == EVENTS:
+        from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+        return AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(settings.sweep_cron, timezone="UTC"),
+            assets=landing_asset(settings),
+        )
+    raise ValueError(
+        f"YIELDOPS_INGEST_TRIGGER must be {SENSOR!r}, {EVENTS!r} or {SWEEP!r}, "
+        f"not {settings.ingest_trigger!r}"
+    )

@@ -1,0 +1,53 @@
+"""Sensors: wait for STDF files to ingest without holding a worker slot."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+
+from yieldops_airflow.triggers import NewStdfFilesTrigger
+
+MAX_KEYS_IN_EVENT = 100
+
+
+def pending_keys() -> list[str]:
+    """Keys of landed files the ledger has not finished (new, changed, failed or stale)."""
+    from yieldops.landing.claims import pending_files
+    from yieldops_airflow.runtime import ledger_for, runtime_settings, zone_for
+
+    settings = runtime_settings()
+    ledger = ledger_for(settings)
+    try:
+        return [f.key for f in pending_files(zone_for(settings), ledger)][:MAX_KEYS_IN_EVENT]
+    finally:
+        ledger.close()
+
+
+class NewStdfFilesSensor(BaseSensorOperator):
+    """Waits until the landing zone holds STDF files to ingest (``.stdf``, ``.std``, ``.gz``,
+    ``.bz2``); checks once, then defers to ``NewStdfFilesTrigger``."""
+
+    def __init__(self, *, poke_interval: float = 30.0, deferrable: bool = True, **kwargs) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.deferrable = deferrable
+
+    def poke(self, context) -> bool:
+        keys = pending_keys()
+        self.log.info("%d landed file(s) to ingest", len(keys))
+        return bool(keys)
+
+    def execute(self, context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        if not self.poke(context):
+            self.defer(
+                trigger=NewStdfFilesTrigger(poke_interval=self.poke_interval),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout),
+            )
+        return None
+
+    def execute_complete(self, context, event: dict | None = None) -> None:
+        self.log.info("landed file(s) to ingest: %s", (event or {}).get("pending"))
