@@ -9,7 +9,6 @@ from airflow.sdk import AssetAlias, Param, TriggerRule, dag, task
 
 from yieldops.settings import load_settings
 from yieldops_airflow import ingest as steps
-from yieldops_airflow.notifiers import YieldopsNotifier
 from yieldops_airflow.schedules import SENSOR, ingest_schedule
 from yieldops_airflow.sensors import NewStdfFilesSensor
 
@@ -28,13 +27,13 @@ Expectations against the product's YAML (`include/config/products/`).
 2. **claim**: every such file is claimed in the ledger (keyed by content
    hash: the same bytes are never curated twice, even under another name).
 3. **ingest** (one mapped task per file): decode, validate, write curated
-   Parquet. A bad file is copied to `quarantine/` with a `.reason.json` and
-   fails only its own task. The *Data Docs* button opens its validation.
+   Parquet. A bad file is copied to `quarantine/` (beside the landing zone)
+   with a `.reason.json` and fails only its own task. The *Data Docs* button opens its validation.
 4. **publish**: an asset event `curated/<product>` for each product that got
    new data; this schedules `yield_training`.
 5. **report**: the run's files from the ledger; a run with quarantined files
-   ends failed and notifies (connection `yieldops_notify`). **watcher** fails
-   the run when any other task failed.
+   ends failed and notifies (HTTP connection `yieldops_notify`, else the log).
+   **watcher** notifies and fails the run when any other task failed.
 
 Params: `reprocess_key` / `reprocess_lot` take finished files again,
 `dry_run` only lists what would be claimed. Configuration: environment
@@ -53,7 +52,6 @@ Params: `reprocess_key` / `reprocess_lot` take finished files again,
     doc_md=DOC,
     tags=["yieldops", "ingest", "stdf"],
     default_args={"owner": "yieldops", "retries": 2, "retry_delay": timedelta(seconds=30)},
-    on_failure_callback=YieldopsNotifier(),
     params={
         "reprocess_key": Param(
             "",
@@ -96,8 +94,8 @@ def stdf_ingest():
         return steps.report(run_id)
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher() -> None:
-        steps.fail_if_any_failed()
+    def watcher(run_id=None) -> None:
+        steps.fail_if_any_failed(run_id)
 
     claimed = claim()
     if SETTINGS.ingest_trigger == SENSOR:

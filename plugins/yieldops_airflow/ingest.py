@@ -138,7 +138,10 @@ def report(run_id: str) -> dict[str, int]:
     return dict(counts)
 
 
-def fail_if_any_failed() -> None:
-    """Runs only when an upstream task failed (trigger rule one_failed): fails the run,
-    which would otherwise end green, since the report task succeeds on its own."""
+def fail_if_any_failed(run_id: str) -> None:
+    """Runs only when an upstream task failed (trigger rule one_failed): notifies and fails
+    the run, which would otherwise end green since the report task succeeds on its own."""
+    from yieldops_airflow.notifiers import YieldopsNotifier
+
+    YieldopsNotifier().send("stdf_ingest: a task failed", {"run_id": run_id})
     raise AirflowFailException("a task of this run failed; see its log")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.conftest import ROOT
 
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
@@ -31,7 +30,11 @@ print(json.dumps({"seconds": seconds, "errors": {k: str(v) for k, v in bag.impor
 def _parse(path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
     done = subprocess.run(
-        [sys.executable, "-c", _PARSE, str(path)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", _PARSE, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -47,8 +47,7 @@ def plant(tmp_path, monkeypatch, airflow_db):
 
 
 def _dag():
-    from airflow.models.dagbag import DagBag
-
+    from airflow.dag_processing.dagbag import DagBag
     from tests.conftest import ROOT
 
     bag = DagBag(dag_folder=ROOT / "dags" / "stdf_ingest.py")
@@ -96,9 +95,9 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
             assert parts.num_rows > 1000 and set(parts["lot_id"].to_pylist()) == {entry.lot_id}
             assert f"product={PRODUCT}/lot={entry.lot_id}/file={entry.sha256}" in entry.output
 
-    reason = json.loads((plant / "landing/quarantine/tester-a/cut.stdf.reason.json").read_text())
+    reason = json.loads((plant / "quarantine/tester-a/cut.stdf.reason.json").read_text())
     assert reason["stage"] == "decode" and reason["dag_run_id"] == run.run_id
-    assert (plant / "landing/quarantine/tester-a/cut.stdf").exists()
+    assert (plant / "quarantine/tester-a/cut.stdf").exists()
     assert (plant / "landing/tester-a/cut.stdf").exists()  # nothing is lost
 
     assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}

@@ -1,7 +1,8 @@
 """Landing zones: where tester files arrive. A local folder or an S3 prefix, one interface.
 
-Keys are paths relative to the zone root (``lotA/file.stdf``). Files under
-``quarantine/`` are never listed as landed.
+Keys are paths relative to the zone root (``lotA/file.stdf``). Bad files are
+copied to a ``quarantine`` folder beside the root (``landing/`` ->
+``quarantine/``), so they never look landed and, on S3, raise no landing events.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class LandingZone(Protocol):
         ...
 
     def quarantine(self, key: str, reason: dict) -> str:
-        """Copy the file to ``quarantine/<key>`` with ``<key>.reason.json`` beside it; returns
-        where it went. The original stays, so nothing is lost if this is retried."""
+        """Copy the file to ``<quarantine>/<key>`` with ``<key>.reason.json`` beside it;
+        returns where it went. The original stays, so nothing is lost on a retry."""
         ...
 
     def uri(self, key: str) -> str: ...
@@ -60,6 +61,7 @@ class LocalLandingZone:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).resolve()
+        self.quarantine_root = self.root.parent / QUARANTINE
         self.url = self.root.as_uri()
 
     def list_files(self) -> Iterator[LandedFile]:
@@ -67,9 +69,9 @@ class LocalLandingZone:
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
             here = Path(dirpath)
-            if here == self.root:
-                dirnames[:] = [d for d in dirnames if d != QUARANTINE]
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = [
+                d for d in dirnames if not d.startswith(".") and here / d != self.quarantine_root
+            ]
             for name in sorted(filenames):
                 if not is_stdf_name(name) or name.startswith("."):
                     continue
@@ -86,7 +88,7 @@ class LocalLandingZone:
         return open(self._path(key), "rb")
 
     def quarantine(self, key: str, reason: dict) -> str:
-        target = self.root / QUARANTINE / key
+        target = self.quarantine_root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(key) as source:
             atomic.copy_stream(source, target)

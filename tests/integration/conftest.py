@@ -1,0 +1,91 @@
+"""Integration fixtures: a moto server on loopback standing in for S3 and SQS."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+STARTUP_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # an HTTP error status is an answer too
+    except OSError:
+        return False
+    return True
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The endpoint URL of a moto server (S3, SQS, ...) started for this test session."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto logs every request: a file instead of a pipe, which nobody drains, would fill up
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while not _answers(f"{endpoint}/moto-api/"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")[-2000:]
+                    pytest.fail(f"moto server did not come up on {endpoint}:\n{output}")
+                time.sleep(0.1)
+            yield endpoint
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="session")
+def aws_client_kwargs(moto_server) -> dict[str, str]:
+    """boto3 client arguments for the moto server; moto takes any keys, these are no secrets."""
+    return {
+        "endpoint_url": moto_server,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_client(aws_client_kwargs):
+    import boto3
+
+    return boto3.client("s3", **aws_client_kwargs)
+
+
+@pytest.fixture(scope="session")
+def sqs_client(aws_client_kwargs):
+    import boto3
+
+    return boto3.client("sqs", **aws_client_kwargs)
