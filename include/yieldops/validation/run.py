@@ -1,0 +1,98 @@
+"""Validate one decoded STDF file: each frame against its suite, in an in-memory GX context."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import great_expectations as gx
+import pandas as pd
+import pyarrow as pa
+from great_expectations.core import ExpectationSuiteValidationResult
+from great_expectations.data_context import AbstractDataContext
+
+from yieldops.config import ProductConfig
+
+from .context import ephemeral_context
+from .docs import publish
+from .frames import validation_frames
+from .report import ValidationReport, failure_line
+from .suites import expectation_suites
+
+DATASOURCE = "stdf"
+
+
+def validate_tables(
+    tables: Mapping[str, pa.Table],
+    product: ProductConfig,
+    *,
+    docs_dir: Path | str | None = None,
+    run_name: str = "",
+) -> ValidationReport:
+    """Validate the curated tables of one STDF file against the product's suites.
+
+    ``run_name`` names the run in Data Docs (default: the file's lot id). With
+    ``docs_dir``, the run is added to the Data Docs site there and
+    ``docs_page`` is the run's page.
+    """
+    frames = validation_frames(tables, product)
+    suites = expectation_suites(product, tables["tests"])
+    run_id = gx.RunIdentifier(
+        run_name=_safe_name(run_name or _lot_ids(tables["lots"])),
+        run_time=datetime.datetime.now(datetime.timezone.utc),
+    )
+    context = _context()
+    results = {
+        name: _validate(context, name, suites[name], frame, run_id)
+        for name, frame in frames.items()
+    }
+    page = None
+    if docs_dir is not None:
+        page = publish(context.validation_results_store, Path(docs_dir), run_id)
+    return ValidationReport(
+        success=all(result.success for result in results.values()),
+        failures=[
+            failure_line(name, outcome)
+            for name, result in results.items()
+            for outcome in result.results
+            if not outcome.success
+        ],
+        evaluated=sum(r.statistics["evaluated_expectations"] for r in results.values()),
+        docs_page=page,
+    )
+
+
+def _context() -> AbstractDataContext:
+    context = ephemeral_context()
+    context.data_sources.add_pandas(DATASOURCE)
+    return context
+
+
+def _validate(
+    context: AbstractDataContext,
+    name: str,
+    suite: gx.ExpectationSuite,
+    frame: pd.DataFrame,
+    run_id: gx.RunIdentifier,
+) -> ExpectationSuiteValidationResult:
+    asset = context.data_sources.get(DATASOURCE).add_dataframe_asset(name)
+    definition = gx.ValidationDefinition(
+        name=name,
+        data=asset.add_batch_definition_whole_dataframe("file"),
+        suite=context.suites.add(suite),
+    )
+    return context.validation_definitions.add(definition).run(
+        batch_parameters={"dataframe": frame}, result_format="SUMMARY", run_id=run_id
+    )
+
+
+def _lot_ids(lots: pa.Table) -> str:
+    ids = lots.column("lot_id").to_pylist() if "lot_id" in lots.column_names else []
+    return "+".join(str(i) for i in ids if i) or "stdf"
+
+
+def _safe_name(name: str) -> str:
+    """A run name usable as one path component of the Data Docs site."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip(".") or "run"

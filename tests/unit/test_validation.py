@@ -1,0 +1,265 @@
+"""Validation of decoded STDF files with Great Expectations: real suites on real synthetic files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from pathlib import Path
+
+import great_expectations.expectations as gxe
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from yieldops.config import product
+from yieldops.stdf import read_tables
+from yieldops.synth import PRODUCTS, generate_lot, write_lot
+from yieldops.validation import ValidationReport, expectation_suites, validate_tables
+
+Tables = dict[str, pa.Table]
+ADC = product("YO-7NM-ADC")
+
+
+@pytest.fixture(scope="module")
+def adc(tmp_path_factory: pytest.TempPathFactory) -> Tables:
+    lot = generate_lot(PRODUCTS["YO-7NM-ADC"], lot_index=0, seed=0, wafers=1)
+    return read_tables(write_lot(lot, tmp_path_factory.mktemp("adc") / "adc.stdf"))
+
+
+def column(tables: Tables, table: str, name: str) -> pd.Series:
+    """A column as a writable Series (to_pandas may share Arrow's read-only buffers)."""
+    return tables[table][name].to_pandas().copy()
+
+
+def replaced(tables: Tables, table: str, name: str, values: pd.Series) -> Tables:
+    """The tables with the values of one column replaced."""
+    field = tables[table].schema.field(name)
+    array = pa.array(values, type=field.type, from_pandas=True)
+    index = tables[table].schema.get_field_index(name)
+    return edited(tables, table, tables[table].set_column(index, field, array))
+
+
+def edited(tables: Tables, table: str, edit: pa.Table) -> Tables:
+    return {**tables, table: edit}
+
+
+def only_failure(report: ValidationReport) -> str:
+    assert not report.success
+    assert len(report.failures) == 1, report.failures
+    return report.failures[0]
+
+
+def test_good_file_passes(adc: Tables) -> None:
+    report = validate_tables(adc, ADC)
+    assert report.success, report.failures
+    assert report.failures == []
+    assert report.evaluated > 2 * 17  # bounds and missing rate per measurement, and more
+    assert report.docs_page is None
+
+
+def test_tests_skipped_by_stop_on_fail_are_not_missing(tmp_path: Path) -> None:
+    """The PMIC flow skips the rest of the flow on a failing die: only good dies must have all."""
+    lot = generate_lot(PRODUCTS["YO-28NM-PMIC"], lot_index=0, seed=3, wafers=1)
+    tables = read_tables(write_lot(lot, tmp_path / "pmic.stdf"))
+    pmic = product("YO-28NM-PMIC")
+    strict = pmic.model_copy(
+        update={"validation": pmic.validation.model_copy(update={"max_missing_rate": 0.01})}
+    )
+    last_test = tables["results"].filter(pc.equal(tables["results"]["test_num"], 4003))
+    assert last_test.num_rows < 0.95 * tables["parts"].num_rows  # skipped on over 5 % of dies
+
+    report = validate_tables(tables, strict)
+
+    assert report.success, report.failures
+
+
+def test_hard_bin_outside_declared_set(adc: Tables) -> None:
+    hard_bin = column(adc, "parts", "hard_bin")
+    hard_bin[:3] = 9
+
+    line = only_failure(validate_tables(replaced(adc, "parts", "hard_bin", hard_bin), ADC))
+
+    assert line.startswith("parts.hard_bin: expect_column_values_to_be_in_set")
+    assert "3 of 1185" in line and "[9, 9, 9]" in line
+
+
+def test_die_outside_wafer(adc: Tables) -> None:
+    x = column(adc, "parts", "x")
+    x[0] = 30
+
+    line = only_failure(validate_tables(replaced(adc, "parts", "x", x), ADC))
+
+    assert line.startswith("parts.radius: expect_column_values_to_be_between")
+    assert "max_value=20.5" in line
+
+
+@pytest.mark.parametrize(
+    ("test_num", "pin", "value", "where"),
+    [
+        (1000, None, 5000.0, "measurements.test_1000 (CONTACT_RES)"),  # configured bounds
+        (100, 3, -2.0e6, "measurements.test_100_pin3 (CONT_SIGNAL_PINS)"),  # default bounds
+    ],
+)
+def test_result_beyond_physical_bounds(
+    adc: Tables, test_num: int, pin: int | None, value: float, where: str
+) -> None:
+    results = adc["results"]
+    rows = pc.equal(results["test_num"], test_num)
+    if pin is not None:
+        rows = pc.and_(rows, pc.equal(results["pin"], pin))
+    result = column(adc, "results", "result")
+    result[pc.indices_nonzero(rows)[0].as_py()] = value
+
+    report = validate_tables(replaced(adc, "results", "result", result), ADC)
+
+    line = only_failure(report)
+    assert line.startswith(f"{where}: expect_column_values_to_be_between")
+    assert f"[{value}]" in line
+
+
+def test_yield_far_below_range(adc: Tables) -> None:
+    hard_bin = column(adc, "parts", "hard_bin")
+    hard_bin[: int(len(hard_bin) * 0.95)] = 3
+
+    report = validate_tables(replaced(adc, "parts", "hard_bin", hard_bin), ADC)
+
+    line = only_failure(report)
+    assert line.startswith("parts.good: expect_column_mean_to_be_between")
+    observed = float(re.search(r"observed ([\d.]+)", line).group(1))
+    assert observed < 0.1
+    assert "min_value=0.3" in line
+
+
+def test_test_mostly_missing(adc: Tables) -> None:
+    results = adc["results"]
+    dropped = pc.and_(
+        pc.equal(results["test_num"], 1003),
+        pc.not_equal(pc.bit_wise_and(results["part_index"], 7), 0),
+    )
+
+    report = validate_tables(edited(adc, "results", results.filter(pc.invert(dropped))), ADC)
+
+    line = only_failure(report)
+    assert line.startswith("measurements.test_1003 (RO_FREQ): expect_column_values_to_not_be_null")
+    assert "row_condition=good == True" in line and "mostly=0.95" in line
+
+
+def test_missing_column(adc: Tables) -> None:
+    parts = adc["parts"].drop_columns(["soft_bin"])
+
+    line = only_failure(validate_tables(edited(adc, "parts", parts), ADC))
+
+    assert line == "parts: expect_table_columns_to_match_set: observed missing columns ['soft_bin']"
+
+
+def test_missing_key_column_fails_its_rules_without_crashing(adc: Tables) -> None:
+    parts = adc["parts"].drop_columns(["hard_bin"])
+
+    report = validate_tables(edited(adc, "parts", parts), ADC)
+
+    assert not report.success
+    assert "parts: expect_table_columns_to_match_set: observed missing columns ['hard_bin']" in (
+        report.failures
+    )
+    assert any(
+        line.startswith("parts.hard_bin: expect_column_values_to_be_in_set")
+        for line in report.failures
+    )
+
+
+def test_null_part_keys(adc: Tables) -> None:
+    part_index = column(adc, "parts", "part_index").astype("Int32")
+    part_index[:4] = None
+
+    report = validate_tables(replaced(adc, "parts", "part_index", part_index), ADC)
+
+    line = only_failure(report)
+    assert line.startswith(
+        "parts.part_index: expect_column_values_to_not_be_null: observed 4 of 1185"
+    )
+
+
+def test_null_result_keys(adc: Tables) -> None:
+    part_index = column(adc, "results", "part_index").astype("Int32")
+    part_index[:2] = None
+
+    report = validate_tables(replaced(adc, "results", "part_index", part_index), ADC)
+
+    line = only_failure(report)
+    assert line.startswith("results.part_index: expect_column_values_to_not_be_null: observed 2 of")
+
+
+def test_suites_follow_product_config(adc: Tables) -> None:
+    suites = expectation_suites(ADC, adc["tests"])
+
+    assert set(suites) == {"lots", "parts", "tests", "results", "measurements"}
+    bounds = {
+        e.column: (e.min_value, e.max_value)
+        for e in suites["measurements"].expectations
+        if isinstance(e, gxe.ExpectColumnValuesToBeBetween)
+    }
+    assert bounds["test_1000"] == (0, 1000)  # physical_bounds of the ADC
+    assert bounds["test_4004"] == (-1e6, 1e6)  # default_bounds
+    assert "test_3000" not in bounds  # functional: pass/fail only
+    (bins,) = (
+        e for e in suites["parts"].expectations if isinstance(e, gxe.ExpectColumnValuesToBeInSet)
+    )
+    assert (bins.column, set(bins.value_set)) == ("hard_bin", {1, 2, 3, 4, 5, 6})
+
+
+def test_data_docs_page_of_the_run(adc: Tables, tmp_path: Path) -> None:
+    report = validate_tables(adc, ADC, docs_dir=tmp_path / "docs", run_name="lot one/file.stdf")
+
+    page = report.docs_page
+    assert page is not None and page.is_file() and page.is_relative_to(tmp_path / "docs")
+    text = page.read_text()
+    assert "lot_one_file.stdf" in text
+    links = re.findall(r'href="([^"]+)"', text)
+    assert len(links) == 5  # one GX page per validated frame
+    for link in links:
+        gx_page = (page.parent / link).resolve()
+        assert gx_page.is_file()
+        assert "lot_one_file.stdf" in gx_page.read_text()
+    assert (tmp_path / "docs" / "index.html").is_file()
+
+
+def test_data_docs_keep_every_run(adc: Tables, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    first = validate_tables(adc, ADC, docs_dir=docs, run_name="same")
+    second = validate_tables(adc, ADC, docs_dir=docs, run_name="same")
+
+    assert first.docs_page != second.docs_page
+    assert first.docs_page.is_file() and second.docs_page.is_file()
+    assert len(list((docs / "validations").rglob("*.html"))) == 10
+    index = (docs / "index.html").read_text()
+    for run in (first, second):
+        run_time = run.docs_page.stem
+        assert index.count(f"/same/{run_time}/") == 5
+
+
+def _validate_into(docs: Path, tables: Tables, run_name: str) -> None:
+    validate_tables(tables, ADC, docs_dir=docs, run_name=run_name)
+
+
+def test_data_docs_from_concurrent_processes(adc: Tables, tmp_path: Path) -> None:
+    """Airflow runs each task in its own process, several at once, into the same site."""
+    docs = tmp_path / "docs"
+    # Not "fork": this process runs threads (tqdm's monitor). The fork server imports
+    # Great Expectations once for all the workers.
+    processes = multiprocessing.get_context("forkserver")
+    processes.set_forkserver_preload(["yieldops.validation"])
+    workers = [
+        processes.Process(target=_validate_into, args=(docs, adc, f"file{i}")) for i in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+
+    index = (docs / "index.html").read_text()
+    for i in range(3):
+        assert len(list((docs / "runs" / f"file{i}").glob("*.html"))) == 1
+        assert len(list((docs / "validations").glob(f"*/*/file{i}/*/*.html"))) == 5
+        assert index.count(f"/file{i}/") == 5
