@@ -11,7 +11,8 @@ DEFAULT_CONN_ID = "yieldops_notify"
 
 class YieldopsNotifier(BaseNotifier):
     """Posts a JSON message to the HTTP endpoint of Airflow connection ``conn_id``
-    (e.g. a chat or incident webhook); logs it when no such connection exists.
+    (e.g. a chat or incident webhook: host, port, schema http/https and the path
+    as extra ``endpoint``); logs it when no such connection exists.
 
     Usable as a DAG or task ``on_failure_callback``, or called from task code
     with ``send(subject, details)``.
@@ -44,11 +45,12 @@ class YieldopsNotifier(BaseNotifier):
 
         message = {"subject": subject, **details}
         try:
-            BaseHook.get_connection(self.conn_id)
+            conn = BaseHook.get_connection(self.conn_id)
         except AirflowNotFoundException:
             self.log.warning(
                 "notification (no connection %r): %s", self.conn_id, json.dumps(message)
             )
             return
-        HttpHook(method="POST", http_conn_id=self.conn_id).run(json=message)
+        endpoint = conn.extra_dejson.get("endpoint", "")
+        HttpHook(method="POST", http_conn_id=self.conn_id).run(endpoint=endpoint, json=message)
         self.log.info("notification sent through %r: %s", self.conn_id, subject)

@@ -102,6 +102,12 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
 
     assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}
 
+    # Every validated file links its Data Docs page (the quarantined bad-bins file too).
+    links = _data_docs_links(run)
+    assert len(links) == 4 and all(link.startswith("/yieldops/data-docs/runs/") for link in links)
+    for link in links:
+        assert (plant / "data-docs" / link.removeprefix("/yieldops/data-docs/")).is_file()
+
     # Nothing new landed: a second run claims nothing and changes nothing.
     monkeypatch.setenv("YIELDOPS_INGEST_TRIGGER", "sweep")
     second = _dag().test()
@@ -112,13 +118,36 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     }
     assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}
 
-    # Reprocessing a lot takes its file again and replaces its curated output.
+    # A dry run lists a newly landed file without claiming it.
+    synthesize(plant / "landing" / "tester-c", lots=1, wafers_per_lot=1, seed=3, first_lot=3)
+    dry = _dag().test(run_conf={"dry_run": True})
+    assert dry.state == "success"
+    assert len(ledger.entries()) == len(entries)
+
+    # Reprocessing a lot takes its file again (with the new one) and replaces its output.
     third = _dag().test(run_conf={"reprocess_lot": "S3-L002"})
     assert third.state == "success"
-    again = {e.lot_id: e for e in ledger.entries() if e.lot_id == "S3-L002"}["S3-L002"]
-    assert (again.status, again.attempts, again.dag_run_id) == (CURATED, 2, third.run_id)
+    by_lot = {e.lot_id: e for e in ledger.entries()}
+    assert (by_lot["S3-L002"].status, by_lot["S3-L002"].attempts) == (CURATED, 2)
+    assert (by_lot["S3-L004"].status, by_lot["S3-L004"].dag_run_id) == (CURATED, third.run_id)
     assert _curated_asset_events() == {f"curated/{PRODUCT}": 2}
     ledger.close()
+
+
+def _data_docs_links(run) -> list[str]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(XComModel.value)
+            .filter_by(
+                dag_id=run.dag_id, run_id=run.run_id, task_id="ingest", key="_link_DataDocsLink"
+            )
+            .all()
+        )
+    # Stored as JSON text or as the plain string, depending on the XCom backend.
+    return [value.strip('"') for (value,) in rows]
 
 
 def _curated_asset_events() -> dict[str, int]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yieldops.stdf.reader import read_records, read_tables
+from yieldops.stdf.reader import read_records, read_tables, record_counts
 from yieldops.stdf.spec import RECORDS, Field, RecordSpec
 from yieldops.stdf.writer import StdfWriter
 
@@ -188,3 +189,17 @@ def test_tests_named_only_by_tsr_get_a_row():
     (test,) = read_tables(io.BytesIO(stream.getvalue()))["tests"].to_pylist()
     assert (test["test_num"], test["record"], test["test_name"]) == (7, "PTR", "idd")
     assert (test["exec_count"], test["fail_count"]) == (5, 1)
+
+
+def test_v4_2007_and_vendor_records_are_counted_and_skipped():
+    stream = io.BytesIO()
+    w = StdfWriter(stream)
+    w.write("MIR", LOT_ID="L", PART_TYP="P")
+    w.write("PIR", HEAD_NUM=1, SITE_NUM=0)
+    for typ, sub in ((1, 90), (15, 30), (180, 7)):  # PSR, STR (V4-2007) and a vendor record
+        stream.write(struct.pack("<HBB", 5, typ, sub) + b"\x01\x02\x03\x04\x05")
+    w.write("PRR", HEAD_NUM=1, SITE_NUM=0, PART_FLG=0, NUM_TEST=0, HARD_BIN=1, SOFT_BIN=1)
+    data = stream.getvalue()
+    assert read_tables(io.BytesIO(data))["parts"].num_rows == 1
+    counts = record_counts(io.BytesIO(data))
+    assert (counts["PSR"], counts["STR"], counts["UNKNOWN"], counts["PRR"]) == (1, 1, 1, 1)
