@@ -30,6 +30,12 @@ for _vn, _code in ((0, 0), (1, U1), (2, U2), (3, U4), (4, I1), (5, I2), (6, I4),
 
 @_jit
 def read_uint(buf, p, size, little):
+    # The common sizes are spelled out: this is the innermost step of every decode.
+    if size == 1:
+        return np.uint64(buf[p])
+    if size == 2:
+        lo, hi = (buf[p], buf[p + 1]) if little else (buf[p + 1], buf[p])
+        return np.uint64(lo) | (np.uint64(hi) << np.uint64(8))
     value = np.uint64(0)
     for i in range(size):
         byte = np.uint64(buf[p + i] if little else buf[p + size - 1 - i])
@@ -292,3 +298,20 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
             wafer_of[r] = open_wafer[head] if open_wafer[head] >= 0 else open_wafer[255]
             open_part[key] = -1
     return part_of, wafer_of
+
+
+@_jit
+def group_by_kind(kinds, nkinds):
+    """Record indices grouped by kind, file order kept within a kind (a counting sort);
+    the records of kind k are ``order[bounds[k]:bounds[k + 1]]``."""
+    bounds = np.zeros(nkinds + 1, dtype=np.int64)
+    for k in kinds:
+        bounds[k + 1] += 1
+    for k in range(nkinds):
+        bounds[k + 1] += bounds[k]
+    order = np.empty(kinds.shape[0], dtype=np.int64)
+    fill = bounds[:-1].copy()
+    for i in range(kinds.shape[0]):
+        order[fill[kinds[i]]] = i
+        fill[kinds[i]] += 1
+    return order, bounds

@@ -122,8 +122,7 @@ class _FileDecoder:
             self.open_wafer,
             self.counters,
         )
-        order = np.argsort(kinds, kind="stable")
-        bounds = np.searchsorted(kinds[order], np.arange(len(KIND_NAMES) + 1))
+        order, bounds = kernels.group_by_kind(kinds, len(KIND_NAMES))
 
         def rows(name: str) -> np.ndarray:
             return order[bounds[KIND[name]] : bounds[KIND[name] + 1]]
@@ -332,16 +331,27 @@ class _FileDecoder:
         )  # fmt: skip
 
     def _pins(self, mpr: RecordBlock, counts: np.ndarray) -> pa.Array:
-        own = mpr.column("RTN_INDX").to_pylist()
+        """PMR index of every result: the record's own RTN_INDX when it lists one per result,
+        else its test's first RTN_INDX (later records may leave it out), else null."""
+        own = mpr.column("RTN_INDX")
         tests = mpr.ints("TEST_NUM")
-        pins: list[int | None] = []
-        for record_pins, count, test in zip(own, counts, tests):
-            if not record_pins or len(record_pins) != count:
-                record_pins = self.mpr_pins.get(int(test))
-            pins.extend(
-                record_pins if record_pins and len(record_pins) == count else [None] * count
-            )
-        return pa.array(pins, pa.uint16())
+        # Tracked apart from the test definitions: a tester may reuse a PTR's test number.
+        for test, first in zip(*np.unique(tests, return_index=True)):
+            self.mpr_pins.setdefault(int(test), own[int(first)].as_py() or [])
+        pins = np.zeros(int(counts.sum()), dtype=np.uint16)
+        known = np.zeros(len(pins), dtype=bool)
+        starts = np.cumsum(counts) - counts
+        has_own = (pc.list_value_length(own).fill_null(0).to_numpy() == counts) & (counts > 0)
+        place = _positions(starts[has_own], counts[has_own])
+        pins[place] = own.filter(pa.array(has_own)).flatten().to_numpy()
+        known[place] = True
+        for test in np.unique(tests[~has_own & (counts > 0)]):
+            default = np.asarray(self.mpr_pins.get(int(test)) or [], dtype=np.uint16)
+            rows = np.flatnonzero((tests == test) & ~has_own & (counts == len(default)))
+            place = _positions(starts[rows], counts[rows])
+            pins[place] = np.tile(default, len(rows))
+            known[place] = True
+        return pa.array(pins, mask=~known)
 
     def _define(self, hot: RecordBlock, name: str) -> None:
         """Record the test definitions (name, units, limits) of tests seen for the first time.
@@ -362,9 +372,6 @@ class _FileDecoder:
             full = RecordBlock(hot.buf, hot.offsets[rows], hot.lengths[rows], hot.spec, self.little)
         self.defined.update(int(t) for t in tests[new])
         definitions = _definitions(full, name)
-        if name == "MPR":
-            pins = definitions.column("pins").to_pylist()
-            self.mpr_pins.update(zip(definitions.column("test_num").to_pylist(), pins))
         self.definitions.append(definitions)
 
     # -- end of file -----------------------------------------------------------
@@ -453,6 +460,12 @@ class _FileDecoder:
         return pa.table(
             {name: columns.get(name, by_test[name]) for name in TESTS.names}, schema=TESTS
         )
+
+
+def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ranges ``start .. start + count`` (vectorised)."""
+    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return offsets + np.arange(int(counts.sum()))
 
 
 def _tsr_stats(tsr: pa.Table) -> pa.Table:

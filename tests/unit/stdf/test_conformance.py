@@ -123,6 +123,16 @@ def test_curated_tables_match_pystdf(path):
     assert all(_same(a, b) for a, b in zip(ptr_rows.column("result").to_pylist(), expected_results))
     assert ptr_rows.column("part_index").to_pylist() == _parts_by_pystdf(_in_file_order(path))
 
+    # MPR pins: the record's RTN_INDX, else the first RTN_INDX of its test number.
+    expected_pins, first_pins = [], {}
+    for r in oracle.get("MPR", []):
+        count, own = r[6] or 0, r[19]
+        first_pins.setdefault(r[0], own)
+        source = own if own and len(own) == count else first_pins[r[0]]
+        expected_pins += source if source and len(source) == count else [None] * count
+    mpr_rows = results.filter(np.array(results.column("record").to_pylist()) == "MPR")
+    assert mpr_rows.column("pin").to_pylist() == expected_pins
+
     # Each test is defined by its first record, whatever later records leave out.
     first_text = {}
     for r in oracle.get("PTR", []) + oracle.get("MPR", []) + oracle.get("FTR", []):
