@@ -7,8 +7,10 @@ with the file name and the field, not somewhere deep in a task.
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,6 +54,116 @@ class Validation(_Strict):
         return self.physical_bounds.get(test_num, self.default_bounds)
 
 
+class Features(_Strict):
+    """What the yield model sees of a die (see :mod:`yieldops.features`)."""
+
+    tests: list[int] | None = Field(
+        None,
+        description="parametric (PTR) test numbers, in column order; "
+        "None = every PTR test in the data except label_tests",
+    )
+    include_position: bool = Field(True, description="x, y and radius from the wafer centre")
+    include_site: bool = Field(True, description="the tester site that probed the die")
+
+    @model_validator(mode="after")
+    def _tests_unique(self) -> Features:
+        if self.tests is not None:
+            if not self.tests and not (self.include_position or self.include_site):
+                raise ValueError("no features: give tests or include position or site")
+            repeated = sorted({t for t in self.tests if self.tests.count(t) > 1})
+            if repeated:
+                raise ValueError(f"tests {repeated} are listed more than once")
+        return self
+
+
+# Only scikit-learn classifiers from these modules: the class is imported by name from YAML
+# and the model is saved in skops format, which loads only trusted types.
+ESTIMATOR_MODULES = (
+    "sklearn.discriminant_analysis",
+    "sklearn.dummy",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.naive_bayes",
+    "sklearn.neighbors",
+    "sklearn.neural_network",
+    "sklearn.svm",
+    "sklearn.tree",
+)
+_CLASS_PATH = re.compile(r"^(?P<module>[a-z_][a-z0-9_.]*)\.(?P<name>[A-Z][A-Za-z0-9_]*)$")
+
+
+class ModelSpec(_Strict):
+    """The estimator behind the imputer, and which lots train and which test it."""
+
+    estimator: str = Field(
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        description="dotted path of a scikit-learn classifier class",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="estimator arguments")
+    random_state: int = Field(0, description="seed, when the estimator takes one")
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="OpenMP threads for fit and predict; None = every core. Gradient boosting "
+        "on a core shared with other tasks runs orders of magnitude slower multi-threaded",
+    )
+    holdout_lots: int = Field(1, ge=1, description="newest lots (by MIR start time) held out")
+    train_lots: int | None = Field(
+        None, ge=1, description="at most this many lots before the holdout; None = all"
+    )
+
+    @model_validator(mode="after")
+    def _allowed_estimator(self) -> ModelSpec:
+        match = _CLASS_PATH.match(self.estimator)
+        if not match or match["module"] not in ESTIMATOR_MODULES:
+            raise ValueError(
+                f"estimator {self.estimator!r} is not allowed: give a classifier class "
+                f"from {', '.join(ESTIMATOR_MODULES)}"
+            )
+        return self
+
+
+# Holdout metrics a gate may judge, and whether more is better (see yieldops.training).
+GATE_METRICS: dict[str, bool] = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "roc_auc": True,
+    "precision_bad": True,
+    "recall_bad": True,
+    "log_loss": False,
+}
+
+
+class MetricGate(_Strict):
+    threshold: float | None = Field(
+        None, description="absolute: at least this (at most, for a lower-is-better metric)"
+    )
+    tolerance: float | None = Field(
+        None, ge=0, description="relative: at most this much worse than the champion"
+    )
+
+
+class Gate(_Strict):
+    """When a challenger may be registered: judged on the holdout, beside the champion."""
+
+    metrics: dict[str, MetricGate] = Field(
+        default_factory=lambda: {
+            "accuracy": MetricGate(threshold=0.85, tolerance=0.01),
+            "roc_auc": MetricGate(threshold=0.80, tolerance=0.01),
+        },
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Gate:
+        unknown = sorted(set(self.metrics) - set(GATE_METRICS))
+        if unknown:
+            raise ValueError(
+                f"cannot gate on {unknown}: known metrics are {', '.join(GATE_METRICS)}"
+            )
+        return self
+
+
 class ProductConfig(_Strict):
     name: str = Field(description="MIR PART_TYP of the product's files")
     description: str = ""
@@ -61,7 +173,17 @@ class ProductConfig(_Strict):
         default_factory=list, description="tests whose limits decide the bin (not features)"
     )
     validation: Validation = Validation()
+    features: Features = Features()
+    model: ModelSpec = ModelSpec()
+    gate: Gate = Gate()
     source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _no_label_features(self) -> ProductConfig:
+        leaking = sorted(set(self.features.tests or ()) & set(self.label_tests))
+        if leaking:
+            raise ValueError(f"features.tests {leaking} are label_tests: they decide the bin")
+        return self
 
 
 def config_dir() -> Path:

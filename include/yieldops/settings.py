@@ -33,6 +33,8 @@ class Settings:
     sqs_queue_url: str = ""
     aws_conn_id: str = "aws_default"
     sweep_cron: str = "*/30 * * * *"
+    # Empty: a local MLflow store under home (see yieldops.training.registry).
+    mlflow_tracking_uri: str = ""
 
     def with_overrides(self, **values: str) -> Settings:
         known = {k: v for k, v in values.items() if v}
@@ -54,4 +56,5 @@ def load_settings() -> Settings:
         sqs_queue_url=_env("YIELDOPS_SQS_QUEUE_URL", ""),
         aws_conn_id=_env("YIELDOPS_AWS_CONN_ID", "aws_default"),
         sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
+        mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
     )

@@ -11,7 +11,14 @@ from yieldops.landing.ledger import Ledger
 from yieldops.landing.zones import LandingZone, landing_zone
 from yieldops.settings import Settings, load_settings
 
-OVERRIDABLE = ("landing_url", "ledger_url", "curated_dir", "docs_dir", "aws_conn_id")
+OVERRIDABLE = (
+    "landing_url",
+    "ledger_url",
+    "curated_dir",
+    "docs_dir",
+    "aws_conn_id",
+    "mlflow_tracking_uri",
+)
 
 
 def runtime_settings() -> Settings:

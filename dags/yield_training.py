@@ -1,0 +1,111 @@
+"""yield_training: curated data -> features -> model -> gate against the champion -> MLflow."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import AssetAlias, Param, dag, task
+
+from yieldops.config import products
+from yieldops_airflow import training as steps
+
+PRODUCTS = sorted(products())
+
+DOC = """
+### Yield model training
+
+Scheduled on the curated assets (`curated/<product>`) that `stdf_ingest`
+updates, and triggerable from the UI for one product.
+
+1. **plan**: the product to train (the param, or the product whose curated
+   data changed; other products changed at the same time get their own run).
+2. **build_features**: one row per die from the curated dataset: the
+   product's parametric tests (label-defining tests excluded), die position
+   and site; label *good* when the hard bin is a good bin. The newest lot(s)
+   are held out; no lot is split.
+3. **train**: the product's scikit-learn Pipeline (imputation + estimator
+   from the product YAML).
+4. **evaluate**: holdout metrics of the challenger, and of the current
+   champion (MLflow alias `champion`) on the same holdout.
+5. **gate** (branch): absolute thresholds, and not worse than the champion
+   by more than the tolerance. Pass -> **register**: MLflow run with model
+   (skops), signature, input example, lineage, wafer maps, ROC and confusion
+   matrix; a new model version with alias `challenger` (never `champion`),
+   which schedules `model_rollout`. Fail -> **reject**: the run is logged in
+   MLflow with the reasons, nothing is registered, and a notification goes out.
+
+MLflow tracking URI: `MLFLOW_TRACKING_URI`, or Airflow Variable
+`yieldops_mlflow_tracking_uri`; by default a local store under `YIELDOPS_HOME`.
+"""
+
+
+@dag(
+    dag_id="yield_training",
+    schedule=steps.curated_assets(PRODUCTS),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["yieldops", "training", "mlflow"],
+    default_args={"owner": "yieldops", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "product": Param(
+            PRODUCTS[0] if PRODUCTS else "",
+            type="string",
+            enum=PRODUCTS or [""],
+            title="Product",
+            description="Product to train when triggered by hand (events name their own).",
+        ),
+        "holdout_lots": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Holdout lots",
+            description="Newest lots held out for evaluation; empty: the product YAML's value.",
+        ),
+    },
+)
+def yield_training():
+    @task
+    def plan(params=None, triggering_asset_events=None, run_id=None) -> dict:
+        return steps.plan(params, triggering_asset_events, run_id)
+
+    @task
+    def build_features(run: dict) -> dict:
+        return steps.build_features(run)
+
+    @task
+    def train(run: dict) -> dict:
+        return steps.train(run)
+
+    @task
+    def evaluate(run: dict) -> dict:
+        return steps.evaluate(run)
+
+    @task.branch
+    def gate(run: dict) -> str:
+        return steps.gate(run)
+
+    @task(outlets=[AssetAlias(steps.CHALLENGER_ALIAS)])
+    def register(run: dict, outlet_events=None) -> dict:
+        return steps.register(run, outlet_events)
+
+    @task
+    def reject(run: dict) -> dict:
+        return steps.reject(run)
+
+    @task
+    def other_products(run: dict) -> list[dict]:
+        return run["others"]
+
+    planned = plan()
+    TriggerDagRunOperator.partial(
+        task_id="train_other_products", trigger_dag_id="yield_training"
+    ).expand(conf=other_products(planned))
+    evaluated = evaluate(train(build_features(planned)))
+    gate(evaluated) >> [register(evaluated), reject(evaluated)]
+
+
+yield_training()

@@ -1,0 +1,279 @@
+"""The task bodies of ``yield_training``: Airflow context in, yieldops library calls out.
+
+Tasks hand each other a small dict (XCom); the bulky parts (feature frames,
+the fitted model, evaluations) live in a per-run folder under
+``<home>/training/<product>/<run>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from yieldops_airflow.ingest import curated_asset_name
+from yieldops_airflow.runtime import runtime_settings
+
+log = logging.getLogger(__name__)
+CHALLENGER_ALIAS = "model-challenger"
+
+
+def curated_assets(products: list[str]):
+    """Any product's curated data changing schedules a run."""
+    from airflow.sdk import Asset, AssetAny
+
+    return AssetAny(*(Asset(curated_asset_name(p)) for p in products)) if products else None
+
+
+def challenger_asset_name(model_name: str) -> str:
+    return f"model/{model_name}/challenger"
+
+
+def plan(params: dict, triggering_asset_events, run_id: str) -> dict:
+    """The product of this run: the one whose curated data changed, else the param."""
+    changed = sorted(
+        asset.name.removeprefix("curated/")
+        for asset in (triggering_asset_events or {})
+        if asset.name.startswith("curated/")
+    )
+    product = changed[0] if changed else params["product"]
+    holdout = params.get("holdout_lots")
+    log.info("training %s (curated data changed for: %s)", product, changed or "none; by hand")
+    return {
+        "product": product,
+        "others": [{"product": p} for p in changed[1:]],
+        "holdout_lots": holdout,
+        "run_id": run_id,
+        "run_dir": str(_run_dir(product, run_id)),
+    }
+
+
+def _run_dir(product: str, run_id: str) -> Path:
+    folder = runtime_settings().home / "training" / product / re.sub(r"[^\w.-]+", "_", run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _config(run: dict):
+    from yieldops.config import product
+
+    return product(run["product"])
+
+
+def build_features(run: dict) -> dict:
+    from yieldops.features import build_feature_table, split_by_lot
+
+    settings, config = runtime_settings(), _config(run)
+    table = build_feature_table(settings.curated_dir, config)
+    holdout_lots = run["holdout_lots"] or config.model.holdout_lots
+    train, holdout = split_by_lot(table, holdout_lots, config.model.train_lots)
+    folder = Path(run["run_dir"])
+    train.frame.to_parquet(folder / "train.parquet")
+    holdout.frame.to_parquet(folder / "holdout.parquet")
+    lineage = {
+        split: {"lots": part.lots, "files": part.lineage()}
+        for split, part in (("train", train), ("holdout", holdout))
+    }
+    (folder / "lineage.json").write_text(json.dumps(lineage, indent=2))
+    log.info(
+        "%d dies: train lots %s (%d), holdout lots %s (%d), %d features",
+        table.n_dies, train.lots, train.n_dies, holdout.lots, holdout.n_dies,
+        len(table.feature_columns),
+    )  # fmt: skip
+    return {
+        **run,
+        "feature_columns": table.feature_columns,
+        "train_lots": train.lots,
+        "holdout_lot_ids": holdout.lots,
+    }
+
+
+def _frames(run: dict):
+    import pandas as pd
+
+    folder = Path(run["run_dir"])
+    return pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "holdout.parquet")
+
+
+def train(run: dict) -> dict:
+    import skops.io
+
+    from yieldops.training.model import train as fit
+
+    train_frame, _ = _frames(run)
+    model = fit(train_frame, run["feature_columns"], _config(run).model)
+    skops.io.dump(model, Path(run["run_dir"]) / "challenger.skops")
+    return run
+
+
+def _challenger(run: dict):
+    import skops.io
+
+    from yieldops.training.registry import TRUSTED_TYPE_PREFIXES
+
+    path = Path(run["run_dir"]) / "challenger.skops"
+    needed = skops.io.get_untrusted_types(file=path)
+    # Written by this run's train task, yet still only loaded when every type is known-safe.
+    foreign = [name for name in needed if not name.startswith(TRUSTED_TYPE_PREFIXES)]
+    if foreign:
+        raise ValueError(f"{path} holds untrusted types: {foreign}")
+    return skops.io.load(path, trusted=needed)
+
+
+def _open_experiment(product: str) -> str:
+    from yieldops.training.registry import open_experiment
+
+    settings = runtime_settings()
+    return open_experiment(product, settings.home, settings.mlflow_tracking_uri or None)
+
+
+def evaluate(run: dict) -> dict:
+    """Challenger and champion scored on the same holdout (metrics JSON-ready: NaN is None)."""
+    from yieldops.training.evaluation import evaluate as score
+    from yieldops.training.model import feature_columns_of
+    from yieldops.training.registry import champion, registered_model_name
+
+    _, holdout = _frames(run)
+    challenger = score(_challenger(run), holdout, run["feature_columns"]).to_dict()
+    _open_experiment(run["product"])
+    current = champion(registered_model_name(run["product"]))
+    champion_metrics, champion_version = None, None
+    if current is not None:
+        champion_version, model = current
+        champion_metrics = score(model, holdout, feature_columns_of(model)).to_dict()["metrics"]
+    log.info("challenger: %s", _headline(challenger["metrics"]))
+    log.info("champion v%s: %s", champion_version, _headline(champion_metrics or {}) or "none")
+    evaluation = {"challenger": challenger, "champion": champion_metrics}
+    (Path(run["run_dir"]) / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    return {
+        **run,
+        "challenger": challenger["metrics"],
+        "champion": champion_metrics,
+        "champion_version": champion_version,
+    }
+
+
+def _headline(metrics: dict) -> str:
+    return ", ".join(
+        f"{k} {metrics[k]}" for k in ("accuracy", "roc_auc", "recall_bad") if k in metrics
+    )
+
+
+def gate(run: dict) -> str:
+    from yieldops.training.gate import gate as judge
+
+    result = judge(run["challenger"], run["champion"], _config(run).gate)
+    (Path(run["run_dir"]) / "gate.json").write_text(json.dumps(result.to_dict(), indent=2))
+    for reason in result.reasons:
+        log.info("gate: %s", reason)
+    return "register" if result.passed else "reject"
+
+
+def _gate_result(run: dict) -> dict:
+    return json.loads((Path(run["run_dir"]) / "gate.json").read_text())
+
+
+def _log_run(run: dict, tags: dict) -> str:
+    """The MLflow run of this training, whatever the gate said."""
+    import numpy as np
+
+    from yieldops.features import feature_matrix
+    from yieldops.training.model import predict_good_proba
+    from yieldops.training.registry import log_training_run
+
+    train_frame, holdout = _frames(run)
+    model = _challenger(run)
+    columns = run["feature_columns"]
+    config = _config(run)
+    return log_training_run(
+        _open_experiment(run["product"]),
+        model,
+        feature_matrix(train_frame, columns),
+        train_frame["good"].to_numpy(),
+        params={"estimator": config.model.estimator, **config.model.params},
+        metrics=run["challenger"],
+        champion_metrics=run["champion"],
+        holdout_features=feature_matrix(holdout, columns),
+        holdout_labels=holdout["good"].to_numpy(),
+        lineage=json.loads((Path(run["run_dir"]) / "lineage.json").read_text()),
+        data_source=f"{runtime_settings().curated_dir}/product={run['product']}",
+        pictures=_pictures(
+            holdout, np.asarray(predict_good_proba(model, holdout, columns)), config
+        ),
+        run_name=f"{run['product']} {run['run_id']}",
+        tags={"airflow_run_id": run["run_id"], **tags},
+    )
+
+
+def _pictures(holdout, good_probability, config) -> dict[str, bytes]:
+    from yieldops.training.plots import confusion_matrix_png, roc_curve_png, wafer_map_png
+
+    pictures: dict[str, bytes] = {}
+    for wafer, dies in holdout.groupby("wafer_id", sort=True):
+        rows = dies.index.to_numpy()
+        x, y = dies["x"].to_numpy(), dies["y"].to_numpy()
+        pictures[f"wafer_{wafer}_actual.png"] = wafer_map_png(
+            x,
+            y,
+            dies["hard_bin"].to_numpy(),
+            f"{wafer}: hard bin",
+            kind="bins",
+            good_bins=config.bins.good,
+        )
+        pictures[f"wafer_{wafer}_predicted_fail.png"] = wafer_map_png(
+            x,
+            y,
+            1 - good_probability[rows],
+            f"{wafer}: predicted fail probability",
+            kind="probability",
+        )
+    labels = holdout["good"].to_numpy()
+    pictures["roc_curve.png"] = roc_curve_png(1 - labels, 1 - good_probability)
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(labels, good_probability >= 0.5, labels=[0, 1])
+    pictures["confusion_matrix.png"] = confusion_matrix_png(matrix, ["bad", "good"])
+    return pictures
+
+
+def register(run: dict, outlet_events) -> dict:
+    """Log the run, register a model version with alias ``challenger`` (never ``champion``)."""
+    from airflow.sdk import Asset, AssetAlias
+
+    from yieldops.training.registry import register_challenger, registered_model_name
+
+    result = _gate_result(run)
+    mlflow_run = _log_run(run, {"gate": "passed"})
+    name = registered_model_name(run["product"])
+    version = register_challenger(mlflow_run, name, result)
+    outlet_events[AssetAlias(CHALLENGER_ALIAS)].add(
+        Asset(challenger_asset_name(name)),
+        extra={
+            "product": run["product"],
+            "model": name,
+            "version": version,
+            "mlflow_run_id": mlflow_run,
+        },
+    )
+    log.info("registered %s version %s as challenger (MLflow run %s)", name, version, mlflow_run)
+    return {"model": name, "version": version, "mlflow_run_id": mlflow_run}
+
+
+def reject(run: dict) -> dict:
+    """Log the run as rejected, register nothing, tell people why."""
+    from yieldops_airflow.notifiers import YieldopsNotifier
+
+    result = _gate_result(run)
+    mlflow_run = _log_run(
+        run, {"gate": "rejected", "gate_reasons": "; ".join(result["reasons"])[:5000]}
+    )
+    reason = "; ".join(r for r in result["reasons"] if "FAIL" in r.upper()) or "; ".join(
+        result["reasons"]
+    )
+    log.warning("challenger rejected, nothing registered: %s", reason)
+    YieldopsNotifier().send(
+        f"yield_training: {run['product']} challenger rejected by the gate",
+        {"run_id": run["run_id"], "mlflow_run_id": mlflow_run, "reasons": result["reasons"]},
+    )
+    return {"rejected": True, "reasons": result["reasons"], "mlflow_run_id": mlflow_run}
