@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import ledger_for, runtime_settings, zone_for
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,11 @@ def report(run_id: str) -> dict[str, int]:
     finally:
         ledger.close()
     counts = Counter(e.status for e in entries)
+    set_run_note(
+        "stdf_ingest",
+        run_id,
+        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest",
+    )
     for e in entries:
         log.info("%-12s %s %s", e.status, e.source_key, e.reason or e.output or "")
     bad = [e for e in entries if e.status in (QUARANTINED, FAILED)]

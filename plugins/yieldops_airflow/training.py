@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from yieldops_airflow.ingest import curated_asset_name
+from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,13 @@ def build_features(run: dict) -> dict:
     (folder / "lineage.json").write_text(json.dumps(lineage, indent=2))
     log.info(
         "%d dies: train lots %s (%d), holdout lots %s (%d), %d features",
-        table.n_dies, train.lots, train.n_dies, holdout.lots, holdout.n_dies,
+        table.n_dies,
+        train.lots,
+        train.n_dies,
+        holdout.lots,
+        holdout.n_dies,
         len(table.feature_columns),
-    )  # fmt: skip
+    )
     return {
         **run,
         "feature_columns": table.feature_columns,
@@ -256,6 +261,12 @@ def register(run: dict, outlet_events) -> dict:
             "mlflow_run_id": mlflow_run,
         },
     )
+    set_run_note(
+        "yield_training",
+        run["run_id"],
+        f"{run['product']}: registered {name} v{version} as challenger. "
+        + " ".join(result["reasons"]),
+    )
     log.info("registered %s version %s as challenger (MLflow run %s)", name, version, mlflow_run)
     return {"model": name, "version": version, "mlflow_run_id": mlflow_run}
 
@@ -272,6 +283,9 @@ def reject(run: dict) -> dict:
         result["reasons"]
     )
     log.warning("challenger rejected, nothing registered: %s", reason)
+    set_run_note(
+        "yield_training", run["run_id"], f"{run['product']}: rejected by the gate: {reason}"
+    )
     YieldopsNotifier().send(
         f"yield_training: {run['product']} challenger rejected by the gate",
         {"run_id": run["run_id"], "mlflow_run_id": mlflow_run, "reasons": result["reasons"]},

@@ -58,6 +58,15 @@ def _states(run) -> dict[str, str]:
         return {ti.task_id: ti.state for ti in tis if ti.map_index < 1}
 
 
+def _asset_events(name: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        return query.filter(AssetModel.name == name).count()
+
+
 def _client(home):
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     return mlflow.MlflowClient()
@@ -112,6 +121,7 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
     assert {"plots/roc_curve.png", "plots/confusion_matrix.png"} <= artifacts
     assert any(p.endswith("_predicted_fail.png") for p in artifacts)
     assert mlflow_run.data.tags["git_commit"]
+    assert _asset_events(f"model/{MODEL}/challenger") == 1  # schedules model_rollout
 
     # 2. Worse data (labels shuffled), with v1 as champion: the gate rejects, nothing registered.
     client.set_registered_model_alias(MODEL, "champion", "1")
@@ -139,3 +149,4 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == weak
     metrics = client.get_run(latest.run_id).data.metrics
     assert metrics["roc_auc"] > metrics["champion_roc_auc"] + 0.1
+    assert _asset_events(f"model/{MODEL}/challenger") == 2  # none for the rejected run
