@@ -53,14 +53,14 @@ def sample_params():
 
 
 class _Collector:
-    """A pystdf sink that keeps every record's field values by record type."""
+    """A pystdf sink that keeps every record, in file order, as (record type, field values)."""
 
     def __init__(self) -> None:
-        self.records: dict[str, list[list]] = {}
+        self.stream: list[tuple[str, list]] = []
 
     def after_send(self, source, data) -> None:
         record_type, fields = data
-        self.records.setdefault(type(record_type).__name__.upper(), []).append(list(fields))
+        self.stream.append((type(record_type).__name__.upper(), list(fields)))
 
     def __getattr__(self, name):  # before_begin, after_complete, ... are not needed
         if name.startswith(("before_", "after_")):
@@ -69,8 +69,8 @@ class _Collector:
 
 
 @lru_cache(maxsize=8)
-def pystdf_records(path: Path) -> dict[str, list[list]]:
-    """Decode a file with pystdf (the GPL oracle, test-only)."""
+def pystdf_stream(path: Path) -> list[tuple[str, list]]:
+    """Decode a file with pystdf (the GPL oracle, test-only): its records in file order."""
     from pystdf.IO import Parser
 
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -79,7 +79,15 @@ def pystdf_records(path: Path) -> dict[str, list[list]]:
         collector = _Collector()
         parser.addSink(collector)
         parser.parse()
-    return collector.records
+    return collector.stream
+
+
+def pystdf_records(path: Path) -> dict[str, list[list]]:
+    """pystdf's records of a file by record type."""
+    records: dict[str, list[list]] = {}
+    for name, fields in pystdf_stream(path):
+        records.setdefault(name, []).append(fields)
+    return records
 
 
 @pytest.fixture(scope="session")

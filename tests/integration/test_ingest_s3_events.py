@@ -9,6 +9,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from tests.integration.conftest import notifying_queue
 
 from yieldops.landing.ledger import CURATED, QUARANTINED, Ledger
 from yieldops.synth import synthesize
@@ -20,20 +21,7 @@ CONN_ID = "yieldops_moto"
 def s3_landing(tmp_path, monkeypatch, airflow_db, aws_client_kwargs, s3_client, sqs_client):
     bucket = f"fab-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
-    queue_url = sqs_client.create_queue(QueueName=f"landed-{bucket}")["QueueUrl"]
-    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": queue_arn["Attributes"]["QueueArn"],
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "landing/"}]}},
-                }
-            ]
-        },
-    )
+    queue_url = notifying_queue(s3_client, sqs_client, bucket)
     connection = {
         "conn_type": "aws",
         "login": aws_client_kwargs["aws_access_key_id"],

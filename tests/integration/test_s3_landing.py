@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import notifying_queue
 
 from yieldops.landing.events import object_refs_from_asset_extras, object_refs_from_messages
 from yieldops.landing.s3 import S3LandingZone
@@ -168,25 +169,6 @@ def test_needs_a_client():
         landing_zone("s3://b/landing")
 
 
-def _notifying_queue(s3_client, sqs_client, bucket: str) -> str:
-    """A queue that receives the bucket's ObjectCreated events; returns its URL."""
-    queue_url = sqs_client.create_queue(QueueName=f"landed-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": queue_arn["Attributes"]["QueueArn"],
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "landing/"}]}},
-                }
-            ]
-        },
-    )
-    return queue_url
-
-
 def _drain(sqs_client, queue_url: str) -> list[dict]:
     messages: list[dict] = []
     while batch := sqs_client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
@@ -201,7 +183,7 @@ def _drain(sqs_client, queue_url: str) -> list[dict]:
 
 
 def test_bucket_notifications_decode_to_the_uploaded_keys(s3_client, sqs_client, bucket):
-    queue_url = _notifying_queue(s3_client, sqs_client, bucket)
+    queue_url = notifying_queue(s3_client, sqs_client, bucket)
     zone = S3LandingZone(f"s3://{bucket}/landing", s3_client)
     uploads = ["landing/lot 7/wafer é+1.stdf", "landing/plain.stdf.gz", "landing/readme.txt"]
     for key in uploads:
@@ -240,7 +222,7 @@ def test_airflow_sqs_trigger_payload_decodes_to_the_uploaded_keys(
         },
     }
     monkeypatch.setenv(f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}", json.dumps(connection))
-    queue_url = _notifying_queue(s3_client, sqs_client, bucket)
+    queue_url = notifying_queue(s3_client, sqs_client, bucket)
     uploads = ["landing/lot 8/w 1.stdf", "landing/lot 8/w ü2.stdf"]
     for key in uploads:
         _put(s3_client, bucket, key, b"x")

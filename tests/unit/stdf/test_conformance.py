@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from tests.conftest import pystdf_records, sample_params
+from tests.conftest import pystdf_records, pystdf_stream, sample_params
 
 from yieldops.stdf.reader import read_records, read_tables
 from yieldops.stdf.spec import RECORDS
@@ -75,29 +75,6 @@ def _parts_by_pystdf(oracle_stream: list[tuple[str, list]]) -> list[int]:
     return ptr_parts
 
 
-def _in_file_order(path) -> list[tuple[str, list]]:
-    from pystdf.IO import Parser
-    from tests.conftest import _Collector
-
-    class Ordered(_Collector):
-        def __init__(self):
-            super().__init__()
-            self.stream = []
-
-        def after_send(self, source, data):
-            self.stream.append((type(data[0]).__name__.upper(), list(data[1])))
-
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        parser = Parser(inp=f)
-        sink = Ordered()
-        parser.addSink(sink)
-        parser.parse()
-    return sink.stream
-
-
 @pytest.mark.parametrize("path", sample_params())
 def test_curated_tables_match_pystdf(path):
     oracle = pystdf_records(path)
@@ -121,7 +98,7 @@ def test_curated_tables_match_pystdf(path):
     ptr_rows = results.filter(np.array(results.column("record").to_pylist()) == "PTR")
     expected_results = [r[5] for r in oracle.get("PTR", [])]
     assert all(_same(a, b) for a, b in zip(ptr_rows.column("result").to_pylist(), expected_results))
-    assert ptr_rows.column("part_index").to_pylist() == _parts_by_pystdf(_in_file_order(path))
+    assert ptr_rows.column("part_index").to_pylist() == _parts_by_pystdf(pystdf_stream(path))
 
     # MPR pins: the record's RTN_INDX, else the first RTN_INDX of its test number.
     expected_pins, first_pins = [], {}
