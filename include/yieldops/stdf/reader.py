@@ -75,10 +75,6 @@ def _verdicts(flags: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array((flags & 0x80) == 0, mask=~valid | ((flags & _NO_VERDICT) != 0))
 
 
-def _strings_of(values: list) -> pa.Array:
-    return pa.array(values, type=pa.string())
-
-
 class _FileDecoder:
     """Decodes the chunks of one file in order, keeping the state that spans chunks."""
 
