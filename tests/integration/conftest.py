@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -109,3 +110,29 @@ def notifying_queue(s3_client, sqs_client, bucket: str) -> str:
         },
     )
     return queue_url
+
+
+@pytest.fixture
+def moto_connection(monkeypatch, aws_client_kwargs):
+    """An Airflow AWS connection to the moto server, defined by environment; returns its id."""
+    conn_id = "yieldops_moto"
+    connection = {
+        "conn_type": "aws",
+        "login": aws_client_kwargs["aws_access_key_id"],
+        "password": aws_client_kwargs["aws_secret_access_key"],
+        "extra": {
+            "endpoint_url": aws_client_kwargs["endpoint_url"],
+            "region_name": aws_client_kwargs["region_name"],
+        },
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    return conn_id
+
+
+async def first_trigger_event(trigger):
+    """The first event an Airflow trigger yields (then it is closed)."""
+    events = trigger.run()
+    try:
+        return await anext(events)
+    finally:
+        await events.aclose()

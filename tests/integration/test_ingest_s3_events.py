@@ -9,31 +9,22 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from tests.integration.conftest import notifying_queue
+from tests.integration.conftest import first_trigger_event, notifying_queue
 
 from yieldops.landing.ledger import CURATED, QUARANTINED, Ledger
 from yieldops.synth import synthesize
 
-CONN_ID = "yieldops_moto"
-
 
 @pytest.fixture
-def s3_landing(tmp_path, monkeypatch, airflow_db, aws_client_kwargs, s3_client, sqs_client):
+def s3_landing(tmp_path, monkeypatch, airflow_db, moto_connection, s3_client, sqs_client):
     bucket = f"fab-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
     queue_url = notifying_queue(s3_client, sqs_client, bucket)
-    connection = {
-        "conn_type": "aws",
-        "login": aws_client_kwargs["aws_access_key_id"],
-        "password": aws_client_kwargs["aws_secret_access_key"],
-        "extra": {"endpoint_url": aws_client_kwargs["endpoint_url"], "region_name": "us-east-1"},
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
     monkeypatch.setenv("YIELDOPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("YIELDOPS_LANDING_URL", f"s3://{bucket}/landing")
     monkeypatch.setenv("YIELDOPS_INGEST_TRIGGER", "events")
     monkeypatch.setenv("YIELDOPS_SQS_QUEUE_URL", queue_url)
-    monkeypatch.setenv("YIELDOPS_AWS_CONN_ID", CONN_ID)
+    monkeypatch.setenv("YIELDOPS_AWS_CONN_ID", moto_connection)
 
     keys = []
     for path in synthesize(tmp_path / "lots", lots=2, wafers_per_lot=1, seed=11, compression="gz"):
@@ -48,14 +39,6 @@ def _landing_watcher(dag):
     asset = dag.timetable.asset_condition
     (watcher,) = asset.watchers
     return asset, watcher
-
-
-async def _first_event(trigger):
-    events = trigger.run()
-    try:
-        return await anext(events)
-    finally:
-        await events.aclose()
 
 
 def test_s3_events_start_a_run_that_ingests_from_s3(s3_landing, s3_client):
@@ -73,7 +56,7 @@ def test_s3_events_start_a_run_that_ingests_from_s3(s3_landing, s3_client):
     assert asset.uri == f"s3://{s3_landing.bucket}/landing"
     classpath, kwargs = watcher.trigger.serialize()
     assert classpath.endswith("SqsSensorTrigger") and kwargs["sqs_queue"] == s3_landing.queue_url
-    event = asyncio.run(asyncio.wait_for(_first_event(watcher.trigger), timeout=60))
+    event = asyncio.run(asyncio.wait_for(first_trigger_event(watcher.trigger), timeout=60))
     extra = json.loads(json.dumps({"from_trigger": True, "payload": event.payload}))
     triggering = {asset: [SimpleNamespace(extra=extra)]}
     assert sorted(event_keys(triggering)) == sorted(s3_landing.keys)

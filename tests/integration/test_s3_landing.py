@@ -13,15 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import notifying_queue
+from tests.integration.conftest import first_trigger_event, notifying_queue
 
 from yieldops.landing.events import object_refs_from_asset_extras, object_refs_from_messages
 from yieldops.landing.s3 import S3LandingZone
 from yieldops.landing.zones import landing_zone
 from yieldops.stdf import NotStdfError, read_tables
 from yieldops.synth import synthesize
-
-AIRFLOW_CONN_ID = "yieldops_moto"
 
 
 @pytest.fixture(scope="module")
@@ -206,42 +204,24 @@ def test_bucket_notifications_decode_to_the_uploaded_keys(s3_client, sqs_client,
 
 
 def test_airflow_sqs_trigger_payload_decodes_to_the_uploaded_keys(
-    monkeypatch, aws_client_kwargs, s3_client, sqs_client, bucket
+    moto_connection, s3_client, sqs_client, bucket
 ):
     # Needs no metadata database: the connection comes from the environment. Airflow's
     # home is the throwaway one tests/conftest.py sets up.
     from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
 
-    connection = {
-        "conn_type": "aws",
-        "login": aws_client_kwargs["aws_access_key_id"],
-        "password": aws_client_kwargs["aws_secret_access_key"],
-        "extra": {
-            "endpoint_url": aws_client_kwargs["endpoint_url"],
-            "region_name": aws_client_kwargs["region_name"],
-        },
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}", json.dumps(connection))
     queue_url = notifying_queue(s3_client, sqs_client, bucket)
     uploads = ["landing/lot 8/w 1.stdf", "landing/lot 8/w ü2.stdf"]
     for key in uploads:
         _put(s3_client, bucket, key, b"x")
 
     trigger = SqsSensorTrigger(
-        sqs_queue=queue_url, aws_conn_id=AIRFLOW_CONN_ID, max_messages=10, waiter_delay=1
+        sqs_queue=queue_url, aws_conn_id=moto_connection, max_messages=10, waiter_delay=1
     )
-    event = asyncio.run(asyncio.wait_for(_first_event(trigger), timeout=60))
+    event = asyncio.run(asyncio.wait_for(first_trigger_event(trigger), timeout=60))
 
     # What an AssetWatcher stores as the asset event's extra (Trigger.submit_event), as JSON.
     extra = json.loads(json.dumps({"from_trigger": True, "payload": event.payload}))
     assert event.payload["status"] == "success"
     assert sorted(ref.key for ref in object_refs_from_asset_extras([extra])) == sorted(uploads)
     assert "Messages" not in sqs_client.receive_message(QueueUrl=queue_url)  # deleted on receipt
-
-
-async def _first_event(trigger):
-    events = trigger.run()
-    try:
-        return await anext(events)
-    finally:
-        await events.aclose()
