@@ -191,6 +191,8 @@ def _log_run(run: dict, tags: dict) -> str:
     model = _challenger(run)
     columns = run["feature_columns"]
     config = _config(run)
+    probability = np.asarray(predict_good_proba(model, holdout, columns))
+    evaluation = json.loads((Path(run["run_dir"]) / "evaluation.json").read_text())["challenger"]
     return log_training_run(
         _open_experiment(run["product"]),
         model,
@@ -203,15 +205,14 @@ def _log_run(run: dict, tags: dict) -> str:
         holdout_labels=holdout["good"].to_numpy(),
         lineage=json.loads((Path(run["run_dir"]) / "lineage.json").read_text()),
         data_source=f"{runtime_settings().curated_dir}/product={run['product']}",
-        pictures=_pictures(
-            holdout, np.asarray(predict_good_proba(model, holdout, columns)), config
-        ),
+        pictures=_pictures(holdout, probability, evaluation, config),
         run_name=f"{run['product']} {run['run_id']}",
         tags={"airflow_run_id": run["run_id"], **tags},
     )
 
 
-def _pictures(holdout, good_probability, config) -> dict[str, bytes]:
+def _pictures(holdout, good_probability, evaluation: dict, config) -> dict[str, bytes]:
+    """Per holdout wafer the actual bins and the predicted fail probability; ROC; confusion."""
     from yieldops.training.plots import confusion_matrix_png, roc_curve_png, wafer_map_png
 
     pictures: dict[str, bytes] = {}
@@ -235,10 +236,9 @@ def _pictures(holdout, good_probability, config) -> dict[str, bytes]:
         )
     labels = holdout["good"].to_numpy()
     pictures["roc_curve.png"] = roc_curve_png(1 - labels, 1 - good_probability)
-    from sklearn.metrics import confusion_matrix
-
-    matrix = confusion_matrix(labels, good_probability >= 0.5, labels=[0, 1])
-    pictures["confusion_matrix.png"] = confusion_matrix_png(matrix, ["bad", "good"])
+    pictures["confusion_matrix.png"] = confusion_matrix_png(
+        evaluation["confusion_matrix"], evaluation["confusion_labels"]
+    )
     return pictures
 
 
