@@ -1,0 +1,55 @@
+"""Gateway metrics for Prometheus: requests, predictions, errors and latency.
+
+Predictions, errors and latency are labelled by model version, role and path
+(``served`` or ``shadow``). Each app has its own registry, so two gateways in
+one process (tests) do not share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BY_MODEL = ("version", "role", "path")
+
+
+class Metrics:
+    def __init__(self, prefix: str = "yieldops_gateway") -> None:
+        self.registry = CollectorRegistry()
+
+        def counter(name: str, text: str, labels=_BY_MODEL) -> Counter:
+            return Counter(f"{prefix}_{name}", text, labels, registry=self.registry)
+
+        self._requests = counter("requests", "HTTP prediction requests by outcome.", ("outcome",))
+        self._predictions = counter("predictions", "Dies scored, by model version, role and path.")
+        self._errors = counter("errors", "Dies whose scoring failed, by model version, role, path.")
+        self._shadow_dropped = counter(
+            "shadow_dropped", "Shadow copies dropped (backlog full).", ()
+        )
+        self._latency = Histogram(
+            f"{prefix}_latency_seconds",
+            "Model call latency, by model version, role and path.",
+            _BY_MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(
+        self, version: int, role: str, path: str, records: int, errors: int, seconds: float
+    ) -> None:
+        """One model call: ``records`` predictions (``errors`` of them failed), its latency."""
+        labels = (str(version), role, path)
+        self._predictions.labels(*labels).inc(records)
+        self._errors.labels(*labels).inc(errors)
+        self._latency.labels(*labels).observe(seconds)
+
+    def request(self, outcome: str) -> None:
+        self._requests.labels(outcome).inc()
+
+    def shadow_dropped(self) -> None:
+        self._shadow_dropped.inc()
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()
