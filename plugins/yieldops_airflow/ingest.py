@@ -9,7 +9,7 @@ from dataclasses import asdict
 from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops_airflow.notes import set_run_note
-from yieldops_airflow.runtime import ledger_for, runtime_settings, zone_for
+from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
 
 log = logging.getLogger(__name__)
 CURATED_ALIAS = "curated"
@@ -33,8 +33,7 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
     settings = runtime_settings()
     if keys := event_keys(triggering_asset_events):
         log.info("started by S3 events for %d key(s): %s", len(keys), keys[:10])
-    ledger = ledger_for(settings)
-    try:
+    with open_ledger(settings) as ledger:
         report = claim_files(
             zone_for(settings),
             ledger,
@@ -43,8 +42,6 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
             reprocess_lot=params.get("reprocess_lot") or None,
             dry_run=bool(params.get("dry_run")),
         )
-    finally:
-        ledger.close()
     log.info(
         "claimed %d file(s); %d already done; duplicates of other files: %s",
         len(report.claimed),
@@ -63,8 +60,7 @@ def ingest(file: dict, run_id: str, ti) -> dict:
     from yieldops_airflow.links import DataDocsLink, data_docs_url
 
     settings = runtime_settings()
-    ledger = ledger_for(settings)
-    try:
+    with open_ledger(settings) as ledger:
         outcome = ingest_file(
             ClaimedFile(**file),
             zone_for(settings),
@@ -73,8 +69,6 @@ def ingest(file: dict, run_id: str, ti) -> dict:
             curated_dir=settings.curated_dir,
             docs_dir=settings.docs_dir,
         )
-    finally:
-        ledger.close()
     if outcome.docs_page:
         ti.xcom_push(
             key=DataDocsLink().xcom_key, value=data_docs_url(outcome.docs_page, settings.docs_dir)
@@ -116,12 +110,9 @@ def report(run_id: str) -> dict[str, int]:
     from yieldops_airflow.notifiers import YieldopsNotifier
 
     settings = runtime_settings()
-    ledger = ledger_for(settings)
-    try:
+    with open_ledger(settings) as ledger:
         released = ledger.release_unfinished(run_id, "ingest task failed before finishing")
         entries = ledger.run_entries(run_id)
-    finally:
-        ledger.close()
     counts = Counter(e.status for e in entries)
     set_run_note(
         "stdf_ingest",

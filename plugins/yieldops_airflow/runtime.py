@@ -7,6 +7,9 @@ access goes through the Airflow AWS connection ``aws_conn_id``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from yieldops.landing.ledger import Ledger
 from yieldops.landing.zones import LandingZone, landing_zone
 from yieldops.settings import Settings, load_settings
@@ -40,5 +43,11 @@ def zone_for(settings: Settings) -> LandingZone:
     return landing_zone(settings.landing_url)
 
 
-def ledger_for(settings: Settings) -> Ledger:
-    return Ledger(settings.ledger_url)
+@contextmanager
+def open_ledger(settings: Settings) -> Iterator[Ledger]:
+    """The ledger for one task's work, its connections closed afterwards."""
+    ledger = Ledger(settings.ledger_url)
+    try:
+        yield ledger
+    finally:
+        ledger.close()

@@ -15,14 +15,11 @@ MAX_KEYS_IN_EVENT = 100
 def pending_keys() -> list[str]:
     """Keys of landed files the ledger has not finished (new, changed, failed or stale)."""
     from yieldops.landing.claims import pending_files
-    from yieldops_airflow.runtime import ledger_for, runtime_settings, zone_for
+    from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
 
     settings = runtime_settings()
-    ledger = ledger_for(settings)
-    try:
+    with open_ledger(settings) as ledger:
         return [f.key for f in pending_files(zone_for(settings), ledger)][:MAX_KEYS_IN_EVENT]
-    finally:
-        ledger.close()
 
 
 class NewStdfFilesSensor(BaseSensorOperator):
