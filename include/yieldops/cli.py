@@ -154,6 +154,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_traffic_replay(args: argparse.Namespace) -> int:
+    """Curated dies to a gateway at a steady rate; exit 1 when any request failed."""
+    from yieldops.config import product
+    from yieldops.serving.replay import load_replay_frame, replay
+    from yieldops.settings import load_settings
+
+    curated = args.curated or load_settings().curated_dir
+    table = load_replay_frame(curated, product(args.product))
+    report = replay(
+        args.gateway,
+        table.frame,
+        table.feature_columns,
+        rate_per_s=args.rate,
+        batch_size=args.batch,
+        limit=args.limit,
+        duration_s=args.duration,
+    )
+    print(json.dumps(report.to_dict()))
+    return EXIT_BAD_INPUT if report.failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from yieldops.synth import PRODUCTS
 
@@ -188,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--byte-order", choices=["little", "big"], default="little")
     synth.add_argument("--compress", choices=["gz", "bz2"], default=None)
     synth.set_defaults(run=cmd_synth)
+
+    traffic = commands.add_parser("traffic", help="traffic for a prediction gateway")
+    replay = traffic.add_subparsers(dest="traffic_command", required=True).add_parser(
+        "replay", help="send curated dies to a gateway at a given rate"
+    )
+    replay.add_argument("--gateway", required=True, help="gateway base URL, http://host:port")
+    replay.add_argument("--product", required=True)
+    replay.add_argument("--curated", type=Path, help="curated dataset (default: from settings)")
+    replay.add_argument("--rate", type=float, default=50.0, help="dies per second")
+    replay.add_argument("--batch", type=int, default=1, help="dies per request")
+    replay.add_argument("--limit", type=int, help="stop after this many dies")
+    replay.add_argument("--duration", type=float, help="stop after this many seconds")
+    replay.set_defaults(run=cmd_traffic_replay)
 
     demo = commands.add_parser("demo", help="the main job on embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("var/demo"))

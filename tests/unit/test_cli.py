@@ -68,3 +68,37 @@ def test_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["stdf", "frobnicate"])
     assert caught.value.code == 2
+
+
+def test_traffic_replay_reports_failures_against_a_closed_port(landing, tmp_path, capsys):
+    import hashlib
+    import socket
+
+    from yieldops.curated.dataset import write_file_tables
+    from yieldops.stdf import read_tables
+
+    for path in sorted(landing.iterdir()):
+        tables = read_tables(path)
+        lot_id = tables["lots"]["lot_id"][0].as_py()
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        write_file_tables(tables, tmp_path / "curated", "YO-7NM-ADC", lot_id, sha)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        "traffic",
+        "replay",
+        "--gateway",
+        f"http://127.0.0.1:{port}",
+        "--product",
+        "YO-7NM-ADC",
+        "--curated",
+        str(tmp_path / "curated"),
+        "--rate",
+        "200",
+        "--limit",
+        "5",
+    ]
+    assert main(args) == EXIT_BAD_INPUT
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["sent"], report["ok"], report["failed"]) == (5, 0, 5)

@@ -1,0 +1,158 @@
+"""The traffic replayer against a real gateway (uvicorn on 127.0.0.1, injected model)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from yieldops.serving import GatewaySettings, create_app
+from yieldops.serving.replay import replay, to_records
+
+FEATURES = ["test_100", "test_101", "x", "y", "radius", "site"]
+
+
+def _frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Rows shaped like a FeatureTable frame: keys, ``test_<n>`` features, label."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 40, rows)
+    y = rng.integers(0, 40, rows)
+    frame = pd.DataFrame(
+        {
+            "product": "P1",
+            "lot_id": "LOT7",
+            "wafer_id": rng.integers(1, 25, rows),
+            "file": "lot7.stdf",
+            "part_index": np.arange(rows),
+            "x": x,
+            "y": y,
+            "site": rng.integers(0, 4, rows),
+            "test_100": rng.normal(size=rows),
+            "test_101": rng.normal(size=rows),
+            "radius": np.hypot(x - 20, y - 20),
+        }
+    )
+    frame["good"] = (frame["test_100"] + 0.02 * frame["x"] > 0).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def model() -> Pipeline:
+    frame = _frame(300)
+    pipeline = Pipeline(
+        [("impute", SimpleImputer(strategy="median")), ("lr", LogisticRegression())]
+    )
+    return pipeline.fit(frame[FEATURES].astype("float64"), frame["good"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve(tmp_path, model) -> Iterator[tuple[str, object]]:
+    """A gateway on a free port in a thread, ready; yields its URL and the app's gateway."""
+    settings = GatewaySettings(
+        model_name="yield-test",
+        routing_path=tmp_path / "routing.json",
+        log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
+        initial_champion=1,
+        log_flush_seconds=0.05,
+    )
+    app = create_app(settings, loader=lambda version: model)
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway did not become ready")
+            time.sleep(0.02)
+        yield url, app.state.gateway
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the server thread did not stop"
+
+
+def _ok_requests(gateway) -> float:
+    registry = gateway.metrics.registry
+    return registry.get_sample_value("yieldops_gateway_requests_total", {"outcome": "ok"}) or 0.0
+
+
+def test_records_are_json_with_nan_as_null():
+    frame = _frame(3)
+    frame.loc[1, "test_101"] = np.nan
+    records = to_records(frame, FEATURES)
+    assert [set(r) for r in records] == [{"lot_id", "wafer_id", *FEATURES}] * 3
+    assert records[1]["test_101"] is None
+    text = json.dumps(records, allow_nan=False)  # plain Python types, no NaN
+    assert json.loads(text)[0]["x"] == int(frame.loc[0, "x"])
+
+
+def test_replay_paced_with_nan_and_looping(tmp_path, model):
+    frame = _frame(7, seed=1)
+    frame.loc[::2, "test_101"] = np.nan  # imputed by the model
+    n, rate = 12, 40.0
+    with serve(tmp_path, model) as (url, gateway):
+        report = replay(url, frame, FEATURES, rate_per_s=rate, limit=n)
+        assert _ok_requests(gateway) == n  # more than the rows: looped over the frame
+    assert (report.sent, report.ok, report.failed, report.requests) == (n, n, 0, n)
+    assert report.seconds >= (n - 1) / rate - 0.01
+    assert report.seconds < (n - 1) / rate + 2.0
+    assert len(report.latencies_ms) == n and report.p50_ms <= report.p95_ms
+    assert report.to_dict()["errors"] == {}
+
+
+def test_replay_batches_and_duration(tmp_path, model):
+    frame = _frame(50, seed=2)
+    with serve(tmp_path, model) as (url, _):
+        limited = replay(url, frame, FEATURES, rate_per_s=200, batch_size=4, limit=10)
+        timed = replay(url, frame, FEATURES, rate_per_s=40, batch_size=2, duration_s=0.5)
+    assert (limited.sent, limited.ok, limited.requests) == (10, 10, 3)  # 4 + 4 + 2
+    # requests leave at 0, 0.05, ... 0.45 s: ten of them, none at or after 0.5 s
+    assert timed.requests == 10 and timed.ok == timed.sent == 20
+    assert 0.45 - 0.01 <= timed.seconds < 2.0
+
+
+def test_stopped_gateway_counts_failures(tmp_path, model):
+    frame = _frame(5, seed=3)
+    with serve(tmp_path, model) as (url, _):
+        assert replay(url, frame, FEATURES, rate_per_s=100, limit=2).ok == 2
+    report = replay(url, frame, FEATURES, rate_per_s=100, limit=5, timeout=1.0)
+    assert (report.sent, report.ok, report.failed, report.failed_requests) == (5, 0, 5, 5)
+    assert sum(report.errors.values()) == 5 and report.latencies_ms == []
+    assert report.p50_ms is None
+
+
+def test_stop_event_ends_an_open_replay(tmp_path, model):
+    stop = threading.Event()
+    with serve(tmp_path, model) as (url, _):
+        timer = threading.Timer(0.3, stop.set)
+        timer.start()  # replay starts a little after the timer
+        report = replay(url, _frame(5), FEATURES, rate_per_s=20, stop=stop)
+        timer.join()
+    assert 0.15 <= report.seconds < 1.5 and report.failed == 0 and 4 <= report.sent <= 8
