@@ -7,18 +7,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import pytest
+import uvicorn
 
 STARTUP_TIMEOUT = 60.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -46,7 +50,7 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """The endpoint URL of a moto server (S3, SQS, ...) started for this test session."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     # moto logs every request: a file instead of a pipe, which nobody drains, would fill up
     with tempfile.TemporaryFile() as log:
@@ -136,3 +140,36 @@ async def first_trigger_event(trigger):
         return await anext(events)
     finally:
         await events.aclose()
+
+
+@contextmanager
+def serve_gateway(settings, loader, ready: bool = True) -> Iterator[tuple[httpx.Client, object]]:
+    """A uvicorn server in a thread; yields an httpx client on it and the app's gateway
+    once it answers (``ready``: once ``/readyz`` says 200)."""
+    from yieldops.serving import create_app
+
+    app = create_app(settings, loader=loader)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    status = client.get("/readyz").status_code
+                    if status == 200 or not ready:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the gateway did not become ready")
+                time.sleep(0.02)
+            yield client, app.state.gateway
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the server thread did not stop"

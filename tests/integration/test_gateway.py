@@ -6,26 +6,23 @@ loader (version -> model), so no MLflow store is needed.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from tests.integration.conftest import serve_gateway as serve
 
-from yieldops.serving import GatewaySettings, create_app
+from yieldops.serving import GatewaySettings
 from yieldops.serving.routing import bucket
 
 TOKEN = "s3cret-token"
@@ -86,45 +83,6 @@ def settings(tmp_path) -> GatewaySettings:
         initial_champion=CHAMPION,
         log_flush_seconds=0.05,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serve(
-    settings: GatewaySettings, loader, ready: bool = True
-) -> Iterator[tuple[httpx.Client, object]]:
-    """A uvicorn server in a thread; yields an httpx client on it and the app's gateway
-    once it answers (``ready``: once ``/readyz`` says 200)."""
-    app = create_app(settings, loader=loader)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    status = client.get("/readyz").status_code
-                    if status == 200 or not ready:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the gateway did not become ready")
-                time.sleep(0.02)
-            yield client, app.state.gateway
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the server thread did not stop"
 
 
 def die(i: int, **extra) -> dict:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from tests.integration.conftest import serve_gateway
 
-from yieldops.serving import GatewaySettings, create_app
+from yieldops.serving import GatewaySettings
 from yieldops.serving.replay import replay, to_records
 
 FEATURES = ["test_100", "test_101", "x", "y", "radius", "site"]
@@ -57,12 +54,6 @@ def model() -> Pipeline:
     return pipeline.fit(frame[FEATURES].astype("float64"), frame["good"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serve(tmp_path, model) -> Iterator[tuple[str, object]]:
     """A gateway on a free port in a thread, ready; yields its URL and the app's gateway."""
@@ -73,29 +64,8 @@ def serve(tmp_path, model) -> Iterator[tuple[str, object]]:
         initial_champion=1,
         log_flush_seconds=0.05,
     )
-    app = create_app(settings, loader=lambda version: model)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the gateway did not become ready")
-            time.sleep(0.02)
-        yield url, app.state.gateway
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the server thread did not stop"
+    with serve_gateway(settings, lambda version: model) as (client, gateway):
+        yield str(client.base_url).rstrip("/"), gateway
 
 
 def _ok_requests(gateway) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,15 @@ from pathlib import Path
 import pytest
 import requests
 from tests.conftest import ROOT
+from tests.integration.conftest import free_port
 
 USER = "yieldops"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def api_server(tmp_path):
     """``airflow api-server`` with its own home, database and the project's DAGs."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
