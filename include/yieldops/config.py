@@ -10,7 +10,7 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,9 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Bins(_Strict):
@@ -190,18 +193,23 @@ def config_dir() -> Path:
     return Path(os.environ.get("YIELDOPS_CONFIG_DIR", DEFAULT_CONFIG_DIR))
 
 
-def load_product(path: Path) -> ProductConfig:
+def load_yaml(path: Path, schema: type[ModelT], **extra: Any) -> ModelT:
+    """``schema`` validated from a YAML file; ConfigError names the file and each field."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:
-        return ProductConfig.model_validate({**(data or {}), "source": path})
+        return schema.model_validate({**(data or {}), **extra})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def load_product(path: Path) -> ProductConfig:
+    return load_yaml(path, ProductConfig, source=path)
 
 
 @cache

@@ -33,6 +33,7 @@ from .product import (
 )
 
 DEFAULT_DRIFT = 1.0  # process shift per lot index, in sigmas of the process-sensitive tests
+DEFAULT_FACILITY = "YO-FAB1"
 TESTERS = ("yo-ate-01", "yo-ate-02", "yo-ate-03")
 _FIRST_LOT_START = int(datetime(2025, 1, 6, 6, 0, tzinfo=timezone.utc).timestamp())
 _LOT_SPACING_S = 6 * 3600
@@ -128,6 +129,7 @@ class Lot:
     start_t: int
     finish_t: int
     wafers: tuple[Wafer, ...]
+    facility: str = DEFAULT_FACILITY  # MIR FACIL_ID: the fab that tested the lot
 
     @property
     def n_dies(self) -> int:

@@ -16,13 +16,22 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..stdf.writer import StdfWriter
 from .catalog import DEFAULT_PRODUCT
-from .fab import DEFAULT_DRIFT, Lot, Wafer, failing_dies, generate_lot, outside_limits
+from .fab import (
+    DEFAULT_DRIFT,
+    DEFAULT_FACILITY,
+    Lot,
+    Wafer,
+    failing_dies,
+    generate_lot,
+    outside_limits,
+)
 from .product import (
     AnyTest,
     FunctionalTest,
@@ -61,16 +70,20 @@ def synthesize(
     compression: str | None = None,
     drift: float = DEFAULT_DRIFT,
     first_lot: int = 0,
+    facility: str = DEFAULT_FACILITY,
 ) -> list[Path]:
     """Write lots ``first_lot .. first_lot + lots - 1`` of a series, one file per lot,
-    named ``<product>_<lot_id>.stdf[.gz|.bz2]``. Returns the paths in lot order."""
+    named ``<product>_<lot_id>.stdf[.gz|.bz2]``, tested in fab ``facility``. Returns the
+    paths in lot order."""
     if compression not in COMPRESSION_SUFFIXES:
         raise ValueError(f"compression must be one of {list(COMPRESSION_SUFFIXES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for lot_index in range(first_lot, first_lot + lots):
-        lot = generate_lot(product, lot_index, seed, wafers_per_lot, drift)
+        lot = replace(
+            generate_lot(product, lot_index, seed, wafers_per_lot, drift), facility=facility
+        )
         name = f"{product.name}_{lot.lot_id}{COMPRESSION_SUFFIXES[compression]}"
         paths.append(write_lot(lot, out / name, byte_order))
     return paths
@@ -132,7 +145,7 @@ def _write_header(w: StdfWriter, lot: Lot) -> None:
         NODE_NAM=lot.tester, TSTR_TYP="YO-ATE", JOB_NAM=f"{p.name}_WS1", JOB_REV="1.0",
         SBLOT_ID="", OPER_NAM="synth", EXEC_TYP="yieldops.synth", EXEC_VER=GENERATOR_VERSION,
         TEST_COD="WS1", TST_TEMP="25", USER_TXT="", AUX_FILE="", PKG_TYP="", FAMLY_ID="",
-        DATE_COD="", FACIL_ID="YO-FAB1", FLOOR_ID="SORT-A", PROC_ID=p.process_id,
+        DATE_COD="", FACIL_ID=lot.facility, FLOOR_ID="SORT-A", PROC_ID=p.process_id,
     )  # fmt: skip
     cols, rows = p.site_layout
     w.write(
