@@ -104,6 +104,32 @@ def _iso(moment: pd.Timestamp | None) -> str | None:
     return None if moment is None or pd.isna(moment) else moment.isoformat()
 
 
+def die_key(lot_id: object, wafer_id: object, x: object, y: object) -> str:
+    """``lot:wafer:x:y``: how the gateway names a die and how its label is found later."""
+    return ":".join(_key_part(v) for v in (lot_id, wafer_id, x, y))
+
+
+def _key_part(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def die_labels(curated_dir: str | Path, config: ProductConfig, lots: Sequence[str]) -> pd.Series:
+    """``good`` (1/0) of every curated die of these lots, indexed by :func:`die_key`.
+
+    A die tested twice (a retest file) keeps its newest label."""
+    from .curated.dataset import read_table
+
+    parts = read_table(Path(curated_dir), "parts", config.name)
+    parts = parts.filter(pc.is_in(parts["lot_id"], pa.array(list(lots), pa.string())))
+    frame = parts.select(["lot_id", "wafer_id", "x", "y", "hard_bin"]).to_pandas()
+    keys = [die_key(*row) for row in frame[["lot_id", "wafer_id", "x", "y"]].itertuples(False)]
+    good = frame["hard_bin"].isin(config.bins.good).astype("int64").to_numpy()
+    labels = pd.Series(good, index=pd.Index(keys, name="die_key"), name=LABEL)
+    return labels[~labels.index.duplicated(keep="last")]
+
+
 def feature_columns_for(config: ProductConfig, available_tests: Sequence[int]) -> list[str]:
     """The feature columns, in their fixed order: tests (configured order, or ascending test
     number when every available PTR test is used), then x, y, radius, then site."""

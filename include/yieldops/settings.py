@@ -35,6 +35,8 @@ class Settings:
     sweep_cron: str = "*/30 * * * *"
     # Empty: a local MLflow store under home (see yieldops.training.registry).
     mlflow_tracking_uri: str = ""
+    # The rollout audit log (SQLAlchemy URL).
+    rollout_db_url: str = ""
 
     def with_overrides(self, **values: str) -> Settings:
         known = {k: v for k, v in values.items() if v}
@@ -57,4 +59,5 @@ def load_settings() -> Settings:
         aws_conn_id=_env("YIELDOPS_AWS_CONN_ID", "aws_default"),
         sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
+        rollout_db_url=_env("YIELDOPS_ROLLOUT_DB_URL", f"sqlite:///{home / 'rollout.db'}"),
     )

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from yieldops.rollout import (
+from yieldops.rollout.analysis import (
     Check,
     Thresholds,
     Verdict,

@@ -1,36 +1,8 @@
-"""Rollout of a challenger: the statistical judgement of each step (no Airflow here).
+"""Rollout of a challenger (no Airflow here): strategies as steps (``plan``), deployment
+targets (``targets``), the gateway admin client (``gateway``), a step's prediction-log
+window and its statistical judgement (``window``, ``analysis``), the offline check on a
+target's data (``offline``) and the audit log (``audit``).
 
->>> checks = [error_rate_check(3, 1000, 4, 1000), agreement_check(champ, chall)]  # doctest: +SKIP
->>> step = judge(checks)  # doctest: +SKIP
->>> step.verdict, step.to_dict()  # doctest: +SKIP
+Import the submodules: the package itself stays light so DAG files can use ``plan``
+and ``targets`` at parse time without numpy or scipy.
 """
-
-from .analysis import (
-    DEFAULTS,
-    Check,
-    StepVerdict,
-    Thresholds,
-    Verdict,
-    accuracy_check,
-    agreement_check,
-    error_rate_check,
-    judge,
-    latency_check,
-    psi,
-    shift_check,
-)
-
-__all__ = [
-    "DEFAULTS",
-    "Check",
-    "StepVerdict",
-    "Thresholds",
-    "Verdict",
-    "accuracy_check",
-    "agreement_check",
-    "error_rate_check",
-    "judge",
-    "latency_check",
-    "psi",
-    "shift_check",
-]

@@ -364,3 +364,56 @@ def champion(model_name: str) -> tuple[int, Any] | None:
     if version is None:
         return None
     return version, load_version(model_name, version)
+
+
+# -- rollout decisions ---------------------------------------------------------------------
+
+STATUS_TAG = "rollout.status"
+CHAMPION_SINCE_TAG = "champion.since"
+CHAMPION_UNTIL_TAG = "champion.until"
+
+
+def promote_champion(model_name: str, version: int, tags: Mapping[str, str] | None = None):
+    """Move alias ``champion`` to ``version``; returns the version it left (or None).
+
+    Every version that served keeps ``champion.since``/``champion.until`` tags, so any
+    earlier champion can be found and restored (``strategy=restore`` of model_rollout)."""
+    client = MlflowClient()
+    previous = alias_version(model_name, CHAMPION)
+    moment = _now_iso()
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    for key, value in {STATUS_TAG: CHAMPION, CHAMPION_SINCE_TAG: moment, **(tags or {})}.items():
+        client.set_model_version_tag(model_name, str(version), key, value[:_MAX_TAG_CHARS])
+    if previous is not None and previous != version:
+        client.set_model_version_tag(model_name, str(previous), STATUS_TAG, "retired")
+        client.set_model_version_tag(model_name, str(previous), CHAMPION_UNTIL_TAG, moment)
+    _drop_alias_if(model_name, CHALLENGER, version)
+    return previous
+
+
+def reject_version(model_name: str, version: int, reason: str, numbers: Any = None) -> None:
+    """Tag ``version`` rejected with the reason and the numbers; it stops being challenger."""
+    client = MlflowClient()
+    tags = {STATUS_TAG: "rejected", "rollout.reason": reason, "rollout.rejected_at": _now_iso()}
+    if numbers is not None:
+        tags["rollout.numbers"] = json.dumps(_jsonable(numbers))
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value[:_MAX_TAG_CHARS])
+    _drop_alias_if(model_name, CHALLENGER, version)
+
+
+def served_before(model_name: str, version: int) -> bool:
+    """Whether ``version`` was champion at some time (a safe target for a restore)."""
+    found = MlflowClient().get_model_version(model_name, str(version))
+    return CHAMPION_SINCE_TAG in (found.tags or {})
+
+
+def _drop_alias_if(model_name: str, alias: str, version: int) -> None:
+    if alias_version(model_name, alias) == version:
+        MlflowClient().delete_registered_model_alias(model_name, alias)
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

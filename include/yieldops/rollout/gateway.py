@@ -1,0 +1,44 @@
+"""The rollout's side of the prediction gateway's admin API (see ``yieldops.serving``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class GatewayError(RuntimeError):
+    """The gateway refused or could not be reached; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class GatewayClient:
+    url: str
+    token: str = ""
+    timeout: float = 30.0
+
+    def routing(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/routing")
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Change routing fields; the gateway loads new versions before they take traffic."""
+        return self._call("PUT", "/v1/routing", json=changes)
+
+    def rollback(self) -> dict[str, Any]:
+        """Back to the champion alone; the answer carries the gateway's ``took_ms``."""
+        return self._call("POST", "/v1/routing/rollback")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = httpx.request(
+                method, self.url.rstrip("/") + path, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise GatewayError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise GatewayError(
+                f"{method} {self.url}{path}: {response.status_code} {response.text[:500]}"
+            )
+        return response.json()
