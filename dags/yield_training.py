@@ -10,6 +10,7 @@ from airflow.sdk import AssetAlias, Param, dag, task
 
 from yieldops.config import products
 from yieldops_airflow import training as steps
+from yieldops_airflow.schedules import curated_assets
 
 PRODUCTS = sorted(products())
 
@@ -43,7 +44,7 @@ MLflow tracking URI: `MLFLOW_TRACKING_URI`, or Airflow Variable
 
 @dag(
     dag_id="yield_training",
-    schedule=steps.curated_assets(PRODUCTS),
+    schedule=curated_assets(PRODUCTS),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

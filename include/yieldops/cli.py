@@ -175,6 +175,30 @@ def cmd_traffic_replay(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if report.failed else EXIT_OK
 
 
+def cmd_rollout_audit(args: argparse.Namespace) -> int:
+    """The rollout audit log, oldest first: one line per record, or JSON lines."""
+    from yieldops.rollout.audit import AuditLog
+    from yieldops.settings import load_settings
+
+    audit = AuditLog(args.db or load_settings().rollout_db_url)
+    try:
+        where = {k: v for k, v in (("model", args.model), ("run_id", args.run_id)) if v}
+        records = audit.rows(**where)[-args.last :]
+    finally:
+        audit.close()
+    for r in records:
+        if args.json:
+            print(json.dumps(r, default=str))
+            continue
+        where = "/".join(p for p in (r["target"], r["step"]) if p) or "-"
+        verdict = f" [{r['verdict']}]" if r["verdict"] else ""
+        print(
+            f"{r['time']:%Y-%m-%d %H:%M:%S}  {r['model']} v{r['version']}  {where}  "
+            f"{r['event']}{verdict}  {r['summary']}"
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from yieldops.synth import PRODUCTS
 
@@ -222,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, help="stop after this many dies")
     replay.add_argument("--duration", type=float, help="stop after this many seconds")
     replay.set_defaults(run=cmd_traffic_replay)
+
+    rollout = commands.add_parser("rollout", help="model rollouts")
+    audit = rollout.add_subparsers(dest="rollout_command", required=True).add_parser(
+        "audit", help="routing changes, verdicts and decisions of model_rollout runs"
+    )
+    audit.add_argument("--model", help="registered model, e.g. yield-YO-7NM-ADC")
+    audit.add_argument("--run-id", help="one model_rollout run")
+    audit.add_argument("--last", type=int, default=50, help="the newest N records")
+    audit.add_argument("--db", help="audit database URL (default: YIELDOPS_ROLLOUT_DB_URL)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per record")
+    audit.set_defaults(run=cmd_rollout_audit)
 
     demo = commands.add_parser("demo", help="the main job on embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("var/demo"))

@@ -10,13 +10,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
+from yieldops_airflow.schedules import curated_asset_name
 
 log = logging.getLogger(__name__)
 CURATED_ALIAS = "curated"
-
-
-def curated_asset_name(product: str) -> str:
-    return f"curated/{product}"
 
 
 def event_keys(triggering_asset_events) -> list[str]:

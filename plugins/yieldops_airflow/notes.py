@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseHook
 
+from yieldops_airflow.runtime import base_url
+
 log = logging.getLogger(__name__)
 API_CONN_ID = "yieldops_airflow_api"
 MAX_NOTE = 1000  # the API's limit
@@ -29,7 +31,7 @@ def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
     except AirflowNotFoundException:
         log.info("run note (no %r connection to set it): %s", API_CONN_ID, note)
         return False
-    base = f"{conn.schema or 'http'}://{conn.host}{f':{conn.port}' if conn.port else ''}"
+    base = base_url(conn)
     try:
         token = requests.post(
             f"{base}/auth/token",

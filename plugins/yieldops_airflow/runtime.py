@@ -21,6 +21,7 @@ OVERRIDABLE = (
     "docs_dir",
     "aws_conn_id",
     "mlflow_tracking_uri",
+    "rollout_db_url",
 )
 
 
@@ -51,3 +52,9 @@ def open_ledger(settings: Settings) -> Iterator[Ledger]:
         yield ledger
     finally:
         ledger.close()
+
+
+def base_url(conn) -> str:
+    """``scheme://host[:port]`` of an HTTP connection (schema http by default)."""
+    port = f":{conn.port}" if conn.port else ""
+    return f"{conn.schema or 'http'}://{conn.host}{port}"

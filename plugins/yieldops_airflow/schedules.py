@@ -54,3 +54,25 @@ def ingest_schedule(settings: Settings) -> Any:
         f"YIELDOPS_INGEST_TRIGGER must be {SENSOR!r}, {EVENTS!r} or {SWEEP!r}, "
         f"not {settings.ingest_trigger!r}"
     )
+
+
+def curated_asset_name(product: str) -> str:
+    return f"curated/{product}"
+
+
+def challenger_asset_name(model_name: str) -> str:
+    return f"model/{model_name}/challenger"
+
+
+def curated_assets(products: list[str]):
+    """Any product's curated data changing schedules a training run."""
+    from airflow.sdk import Asset, AssetAny
+
+    return AssetAny(*(Asset(curated_asset_name(p)) for p in products)) if products else None
+
+
+def challenger_assets(models: list[str]):
+    """A new challenger of any model schedules a rollout run."""
+    from airflow.sdk import Asset, AssetAny
+
+    return AssetAny(*(Asset(challenger_asset_name(m)) for m in models)) if models else None

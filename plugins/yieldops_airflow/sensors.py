@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from yieldops_airflow.triggers import NewStdfFilesTrigger
+from yieldops_airflow.triggers import NewStdfFilesTrigger, StepSamplesTrigger
 
 MAX_KEYS_IN_EVENT = 100
 
@@ -48,3 +48,48 @@ class NewStdfFilesSensor(BaseSensorOperator):
 
     def execute_complete(self, context, event: dict | None = None) -> None:
         self.log.info("landed file(s) to ingest: %s", (event or {}).get("pending"))
+
+
+class RolloutStepSensor(BaseSensorOperator):
+    """Waits, deferred, until a rollout step has run its duration and both versions have
+    ``min_samples`` requests in the prediction log (or the step's time limit is reached;
+    the analysis then decides whether that is enough)."""
+
+    template_fields = ("rollout", "step")
+
+    def __init__(self, *, rollout: Any, step: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.step = step
+
+    def execute(self, context) -> Any:
+        self.defer(
+            trigger=step_trigger(self.rollout, self.step, self.rollout["step_seconds"]),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context, event: dict | None = None) -> dict:
+        event = event or {}
+        self.log.info(
+            "%s/%s: %s requests per version after %.0f s%s",
+            self.step["target"],
+            self.step["name"],
+            event.get("requests"),
+            event.get("elapsed", 0),
+            "" if event.get("enough") else " (fewer than wanted: the time limit came first)",
+        )
+        return event
+
+
+def step_trigger(rollout: dict, step: dict, min_seconds: float) -> StepSamplesTrigger:
+    """Wait from the step's start until ``min_seconds`` and enough samples, or its limit."""
+    return StepSamplesTrigger(
+        log_url=step["log_url"],
+        champion=rollout["champion"],
+        challenger=rollout["version"],
+        since=step["since"],
+        min_requests=rollout["thresholds"]["min_samples"],
+        min_seconds=min_seconds,
+        max_seconds=rollout["max_step_seconds"],
+        poll_seconds=rollout["poll_seconds"],
+    )

@@ -12,23 +12,12 @@ import logging
 import re
 from pathlib import Path
 
-from yieldops_airflow.ingest import curated_asset_name
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
+from yieldops_airflow.schedules import challenger_asset_name
 
 log = logging.getLogger(__name__)
 CHALLENGER_ALIAS = "model-challenger"
-
-
-def curated_assets(products: list[str]):
-    """Any product's curated data changing schedules a run."""
-    from airflow.sdk import Asset, AssetAny
-
-    return AssetAny(*(Asset(curated_asset_name(p)) for p in products)) if products else None
-
-
-def challenger_asset_name(model_name: str) -> str:
-    return f"model/{model_name}/challenger"
 
 
 def plan(params: dict, triggering_asset_events, run_id: str) -> dict:

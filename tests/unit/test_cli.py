@@ -102,3 +102,25 @@ def test_traffic_replay_reports_failures_against_a_closed_port(landing, tmp_path
     assert main(args) == EXIT_BAD_INPUT
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["sent"], report["ok"], report["failed"]) == (5, 0, 5)
+
+
+def test_rollout_audit_lists_a_models_records_oldest_first(tmp_path, capsys):
+    from yieldops.rollout.audit import AuditLog, RolloutRef
+
+    url = f"sqlite:///{tmp_path / 'rollout.db'}"
+    audit = AuditLog(url)
+    ref = RolloutRef("yield-P", 2, 1, "model_rollout", "run-1", "manual run")
+    audit.record(ref, "routing", "routing shadow: champion v1, challenger v2", target="fab-a")
+    audit.record(
+        ref, "verdict", "pass (pass: latency)", target="fab-a", step="shadow", verdict="pass"
+    )
+    audit.record(RolloutRef("yield-Q", 5, 4), "promoted", "v5 is champion")
+    audit.close()
+
+    assert main(["rollout", "audit", "--db", url, "--model", "yield-P"]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "fab-a  routing  routing shadow" in lines[0]
+    assert "fab-a/shadow  verdict [pass]  pass (pass: latency)" in lines[1]
+    assert main(["rollout", "audit", "--db", url, "--json", "--last", "1"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["summary"] == "v5 is champion"

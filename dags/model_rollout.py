@@ -1,0 +1,218 @@
+"""model_rollout: a challenger -> shadow -> canary -> champion, judged, or rolled back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, TaskGroup, TriggerRule, dag, get_current_context, task
+
+from yieldops.config import products
+from yieldops.rollout.plan import DEFAULT_CANARY_STEPS, MAX_STEPS_AFTER_SHADOW, STRATEGIES
+from yieldops.rollout.targets import load_targets
+from yieldops_airflow import rollout as steps
+from yieldops_airflow.operators import AnalyseStepOperator
+from yieldops_airflow.schedules import challenger_assets
+from yieldops_airflow.sensors import RolloutStepSensor
+
+MODELS = sorted(f"yield-{p}" for p in products())
+TARGETS = [t.name for t in load_targets()]
+STEP_SLOTS = ["shadow", *(f"step_{i}" for i in range(1, MAX_STEPS_AFTER_SHADOW + 1))]
+# Defaults of the analysis form; the library's Thresholds dataclass checks the names.
+THRESHOLDS = {
+    "alpha": 0.01,
+    "max_error_increase": 0.01,
+    "p95_limit_ms": 250.0,
+    "max_latency_increase": 0.1,
+    "max_accuracy_drop": 0.01,
+    "psi_limit": 0.2,
+    "min_agreement": 0.9,
+}
+
+DOC = """
+### Model rollout
+
+Scheduled when `yield_training` registers a challenger (asset
+`model/<model>/challenger`), and triggerable from the UI for any version.
+The prediction gateway serves; this DAG only steers it and judges.
+
+For each deployment target (`include/config/targets.yaml`, one task group per
+target, in order; a target starts only after the previous one passed):
+
+1. **offline_check**: the challenger (and the champion) scored on the
+   target's newest curated lots from its fabs, judged by the product's gate.
+2. **shadow**, then **step_1..** (canary 5 → 25 → 50 → 100 %, or the
+   blue-green switch): *set_routing* on the gateway → *wait* (deferred: no
+   worker slot) for the step duration and the minimum samples → *analyse*
+   the prediction log since the routing change: error rate (two-proportion
+   test), latency (Mann-Whitney U, p95 limit), accuracy on labelled dies
+   against the champion on the same dies (McNemar), prediction shift (KS,
+   PSI), and agreement in shadow. Inconclusive waits longer, up to the step
+   limit. A failed verdict routes the target back to the champion at once.
+
+Then **approve** (only when `require_approval`), and **promote**: every
+target serves the new version as champion (the old one stays loaded) and the
+MLflow alias `champion` moves; ex-champions keep `champion.since/until` tags.
+**rollback** runs after any failure: every target back to the champion, the
+challenger tagged `rollout.status=rejected` with the reason and the numbers,
+a notification. Every routing change and verdict is in the audit table
+`yieldops_rollout_audit` (`YIELDOPS_ROLLOUT_DB_URL`) and the run note.
+
+The first model (no champion yet) is promoted after its offline checks.
+`strategy=restore` with an earlier `version` brings back any previous
+champion at once. Gateways: one HTTP connection per target (`conn_id` in the
+YAML: host, port, password = admin token, extra `prediction_log_url`).
+"""
+
+
+@dag(
+    dag_id="model_rollout",
+    schedule=challenger_assets(MODELS),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["yieldops", "rollout", "serving"],
+    default_args={"owner": "yieldops", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    params={
+        "model": Param(
+            MODELS[0] if MODELS else "",
+            type="string",
+            enum=MODELS or [""],
+            title="Model",
+            description="Registered model to roll out when triggered by hand.",
+        ),
+        "version": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Version",
+            description="Model version; empty: the one with alias 'challenger'.",
+        ),
+        "strategy": Param(
+            "canary",
+            type="string",
+            enum=list(STRATEGIES),
+            title="Strategy",
+            description="canary: shadow then growing shares; bluegreen: shadow then switch "
+            "all at once; restore: make an earlier champion serve again, no steps.",
+        ),
+        "canary_steps": Param(
+            list(DEFAULT_CANARY_STEPS),
+            type="array",
+            items={"type": "integer", "minimum": 1, "maximum": 100},
+            minItems=1,
+            maxItems=MAX_STEPS_AFTER_SHADOW,
+            title="Canary steps (%)",
+            description="Shares of dies the challenger answers, increasing.",
+        ),
+        "step_seconds": Param(
+            300, type="integer", minimum=1, title="Step duration (s)",
+            description="Each step runs at least this long before its analysis.",
+        ),
+        "max_step_seconds": Param(
+            1800, type="integer", minimum=1, title="Step limit (s)",
+            description="An inconclusive step waits up to this long, then rolls back.",
+        ),
+        "poll_seconds": Param(
+            10, type="number", exclusiveMinimum=0, title="Poll interval (s)",
+            description="How often a waiting step counts its samples.",
+        ),
+        "min_samples": Param(
+            200, type="integer", minimum=1, title="Minimum samples",
+            description="Requests per version (and labelled dies) before any verdict.",
+        ),
+        "thresholds": Param(
+            THRESHOLDS,
+            type="object",
+            title="Analysis thresholds",
+            description="alpha, tolerances and limits of the step analysis "
+            "(yieldops.rollout.analysis.Thresholds).",
+        ),
+        "targets": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": TARGETS or [""]},
+            title="Targets",
+            description="Gateways to roll out to, in YAML order; empty: all of the model's.",
+        ),
+        "offline_check": Param(
+            True, type="boolean", title="Offline check",
+            description="Score the model on each target's recent curated lots first; "
+            "turn off only for a target whose fabs have no curated data yet.",
+        ),
+        "require_approval": Param(
+            False, type="boolean", title="Require approval",
+            description="Ask a person (Airflow's approval form) before promotion.",
+        ),
+    },
+)  # fmt: skip
+def model_rollout():
+    @task
+    def plan(params=None, triggering_asset_events=None, dag_run=None) -> dict:
+        return steps.plan(params, triggering_asset_events, dag_run)
+
+    @task
+    def offline_check(rollout: dict, target: str) -> dict:
+        return steps.offline_check(rollout, target)
+
+    @task
+    def set_routing(rollout: dict, target: str, slot: int) -> dict:
+        return steps.set_routing(rollout, target, slot)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def target_done(target: str) -> str:
+        return target
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def approval_required(rollout: dict) -> bool:
+        return steps.approval_required(rollout)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def promote(rollout: dict) -> dict:
+        return steps.promote(rollout)
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def rollback() -> dict:
+        ti = get_current_context()["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed = sorted(task for task, state in states.items() if state == "failed")
+        return steps.rollback(ti.xcom_pull(task_ids="plan"), failed)
+
+    rollout = plan()
+    previous = rollout
+    for target in TARGETS:
+        with TaskGroup(group_id=target, tooltip=f"rollout to {target}"):
+            done = offline_check(rollout, target)
+            previous >> done
+            for slot, group_id in enumerate(STEP_SLOTS):
+                with TaskGroup(group_id=group_id):
+                    step = set_routing(rollout, target, slot)
+                    waited = RolloutStepSensor(task_id="wait", rollout=rollout, step=step)
+                    analysed = AnalyseStepOperator(task_id="analyse", rollout=rollout, step=step)
+                    done >> step >> waited >> analysed
+                    done = analysed
+            previous = target_done(target)
+            done >> previous
+
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="Promote {{ ti.xcom_pull(task_ids='plan')['model'] }} "
+        "v{{ ti.xcom_pull(task_ids='plan')['version'] }} to champion?",
+        body="Every target passed its steps. Approve to promote; reject to roll back.",
+        fail_on_reject=True,
+        response_timeout=timedelta(hours=24),
+    )
+    promoted = promote(rollout)
+    previous >> approval_required(rollout) >> approve >> promoted
+    previous >> promoted
+    # promote rolls back by itself when it fails, so it stays a leaf: a rolled-back run
+    # ends failed (promote upstream_failed) while rollback itself succeeds.
+    rolled_back = rollback()
+    for upstream in list(rollout.operator.dag.tasks):
+        if upstream not in (rolled_back.operator, promoted.operator):
+            upstream >> rolled_back
+
+
+model_rollout()

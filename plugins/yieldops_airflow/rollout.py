@@ -1,0 +1,441 @@
+"""The task bodies of ``model_rollout``: Airflow context in, yieldops.rollout calls out.
+
+Tasks hand each other small dicts (XCom): the rollout plan from ``plan``, and per step
+what ``set_routing`` changed and since when. Every routing change, verdict and decision
+goes to the audit log (``yieldops.rollout.audit``) and, at the end, into the run note.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from yieldops_airflow.notes import set_run_note
+from yieldops_airflow.runtime import base_url, runtime_settings
+
+log = logging.getLogger(__name__)
+DAG_ID = "model_rollout"
+ROLLBACK_POLL_SECONDS = 0.05
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+def plan(params: dict, triggering_asset_events, dag_run) -> dict:
+    """Model, versions, steps and targets of this run, from the asset event or the params."""
+    from yieldops.rollout.analysis import Thresholds
+    from yieldops.rollout.plan import plan_steps
+    from yieldops.rollout.targets import targets_for
+    from yieldops.training import registry
+
+    event = _challenger_event(triggering_asset_events)
+    model = event.get("model") or params["model"]
+    product = model.removeprefix("yield-")
+    _use_mlflow()
+    version = event.get("version") or params.get("version")
+    version = int(version) if version else registry.alias_version(model, registry.CHALLENGER)
+    if version is None:
+        raise AirflowFailException(f"{model}: no version given and no alias 'challenger'")
+    champion = registry.alias_version(model, registry.CHAMPION)
+    strategy = params["strategy"]
+    if champion == version:
+        raise AirflowFailException(f"{model} v{version} is already the champion")
+    if strategy == "restore" and not registry.served_before(model, version):
+        raise AirflowFailException(f"{model} v{version} never served: restore only earlier ones")
+    try:
+        thresholds = Thresholds().with_overrides(
+            {**(params.get("thresholds") or {}), "min_samples": params["min_samples"]}
+        )
+        # The first model has no champion to compare with: it is promoted after its checks.
+        steps = plan_steps(strategy, params["canary_steps"]) if champion is not None else []
+        targets = [t.name for t in targets_for(product, params.get("targets") or None)]
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    if not targets:
+        raise AirflowFailException(f"no deployment target for {product} in targets.yaml")
+    rollout = {
+        "product": product,
+        "model": model,
+        "version": version,
+        "champion": champion,
+        "strategy": strategy,
+        "steps": [s.to_dict() for s in steps],
+        "targets": targets,
+        "step_seconds": params["step_seconds"],
+        "max_step_seconds": max(params["max_step_seconds"], params["step_seconds"]),
+        "poll_seconds": params["poll_seconds"],
+        "thresholds": thresholds.__dict__,
+        "require_approval": params["require_approval"],
+        "offline_check": params["offline_check"],
+        "dag_id": DAG_ID,
+        "run_id": dag_run.run_id,
+        "triggered_by": _triggered_by(dag_run, event),
+    }
+    log.info(
+        "rolling out %s v%s over champion v%s: %s through %s",
+        model,
+        version,
+        champion,
+        " -> ".join(s.name for s in steps) or "no step",
+        ", ".join(targets),
+    )
+    return rollout
+
+
+def _challenger_event(triggering_asset_events) -> dict:
+    """The newest ``model/<name>/challenger`` event's extra, plus where it came from."""
+    events = [
+        e
+        for asset, found in (triggering_asset_events or {}).items()
+        if asset.name.endswith("/challenger")
+        for e in found
+    ]
+    if not events:
+        return {}
+    newest = max(events, key=lambda e: e.timestamp)
+    return {**newest.extra, "source": f"{newest.source_dag_id}/{newest.source_run_id}"}
+
+
+def _triggered_by(dag_run, event: dict) -> str:
+    if event:
+        return f"asset event from {event['source']}"
+    user = getattr(dag_run, "triggering_user_name", None)
+    kind = getattr(dag_run.run_type, "value", dag_run.run_type)
+    return f"{kind} run" + (f" by {user}" if user else "")
+
+
+# -- targets and their gateways --------------------------------------------------------------
+
+
+def in_plan(rollout: dict, target: str) -> None:
+    if target not in rollout["targets"]:
+        raise AirflowSkipException(f"{target} is not a target of {rollout['model']}")
+
+
+def gateway_for(target_name: str):
+    """(client, prediction log URL) of a target, from its Airflow connection."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.rollout.targets import load_targets
+
+    target = next(t for t in load_targets() if t.name == target_name)
+    try:
+        conn = BaseHook.get_connection(target.conn_id)
+    except AirflowNotFoundException as exc:
+        raise AirflowFailException(
+            f"target {target.name}: no Airflow connection {target.conn_id!r} (HTTP: the "
+            "gateway's host and port, password = admin token, extra prediction_log_url)"
+        ) from exc
+    log_url = conn.extra_dejson.get("prediction_log_url")
+    if not log_url:
+        raise AirflowFailException(
+            f"target {target.name}: connection {target.conn_id!r} has no extra prediction_log_url"
+        )
+    return GatewayClient(base_url(conn), conn.password or ""), log_url
+
+
+def offline_check(rollout: dict, target_name: str) -> dict:
+    """The challenger on the target's recent curated lots, judged by the product's gate."""
+    from yieldops.config import product
+    from yieldops.rollout.offline import NoRecentData
+    from yieldops.rollout.offline import offline_check as check
+    from yieldops.rollout.targets import load_targets
+    from yieldops.training import registry
+
+    in_plan(rollout, target_name)
+    if rollout["strategy"] == "restore":
+        raise AirflowSkipException("a restore brings back a version that served before")
+    if not rollout["offline_check"]:
+        _audit(rollout, "offline_check", "offline check off (param)", target=target_name)
+        return {"passed": None, "reasons": ["off by param"]}
+    target = next(t for t in load_targets() if t.name == target_name)
+    _use_mlflow()
+    challenger = registry.load_version(rollout["model"], rollout["version"])
+    champion = rollout["champion"]
+    baseline = registry.load_version(rollout["model"], champion) if champion else None
+    config = product(rollout["product"])
+    try:
+        result = check(runtime_settings().curated_dir, config, target, challenger, baseline)
+    except NoRecentData as exc:
+        result = {"passed": False, "reasons": [str(exc)], "lots": []}
+    except Exception as exc:  # a model that cannot score curated dies must not take traffic
+        reason = f"the model could not score the recent lots: {type(exc).__name__}: {exc}"
+        result = {"passed": False, "reasons": [reason[:1000]], "lots": []}
+    verdict = "pass" if result["passed"] else "fail"
+    summary = f"offline check on lots {', '.join(result['lots'])}: {verdict}; " + "; ".join(
+        result["reasons"]
+    )
+    _audit(rollout, "offline_check", summary, target=target_name, verdict=verdict, details=result)
+    if not result["passed"]:
+        raise AirflowFailException(f"{target_name}: {summary}")
+    return result
+
+
+# -- steps -----------------------------------------------------------------------------------
+
+
+def set_routing(rollout: dict, target_name: str, slot: int) -> dict:
+    """Route the step of this slot on the target's gateway; skip when the plan has none."""
+    in_plan(rollout, target_name)
+    if slot >= len(rollout["steps"]):
+        raise AirflowSkipException(f"the plan has {len(rollout['steps'])} step(s)")
+    step = rollout["steps"][slot]
+    client, log_url = gateway_for(target_name)
+    routing = client.update(
+        champion=rollout["champion"], challenger=rollout["version"], **step["routing"]
+    )
+    since = datetime.now(timezone.utc).isoformat()
+    _audit(
+        rollout,
+        "routing",
+        f"routing {_describe(routing)}",
+        target=target_name,
+        step=step["name"],
+        details=routing,
+    )
+    return {
+        "target": target_name,
+        "name": step["name"],
+        "check_agreement": step["check_agreement"],
+        "since": since,
+        "log_url": log_url,
+    }
+
+
+def analyse_step(rollout: dict, step: dict) -> dict:
+    """The step's verdict on the prediction log since its routing change (audited)."""
+    from yieldops.config import product
+    from yieldops.features import die_labels
+    from yieldops.rollout.analysis import Thresholds
+    from yieldops.rollout.window import judge_window, lots_in, read_window
+
+    window = _window(rollout, step)
+    rows = read_window(step["log_url"], window)
+    config = product(rollout["product"])
+    labels = die_labels(runtime_settings().curated_dir, config, lots_in(rows))
+    verdict = judge_window(
+        rows, window, labels, Thresholds(**rollout["thresholds"]), step["check_agreement"]
+    ).to_dict()
+    verdict["elapsed_seconds"] = elapsed_seconds(step)
+    _audit(
+        rollout,
+        "verdict",
+        verdict["summary"],
+        target=step["target"],
+        step=step["name"],
+        verdict=verdict["verdict"],
+        details=verdict,
+    )
+    for check in verdict["checks"]:
+        log.info("%s: %s: %s", check["name"], check["verdict"], check["reason"])
+    return verdict
+
+
+def _window(rollout: dict, step: dict):
+    from yieldops.rollout.window import StepWindow
+
+    return StepWindow(
+        rollout["champion"], rollout["version"], datetime.fromisoformat(step["since"])
+    )
+
+
+def elapsed_seconds(step: dict) -> float:
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(step["since"])).total_seconds()
+
+
+def roll_back_now(rollout: dict, step: dict, verdict: dict, reason: str, decided_at: float):
+    """Routing back to the champion at once; audited with the seconds since the verdict."""
+    client, _ = gateway_for(step["target"])
+    answer = client.rollback()
+    restored = _await_champion_only(client)
+    seconds = time.monotonic() - decided_at
+    details = {
+        "seconds_from_verdict": seconds,
+        "gateway_took_ms": answer.get("took_ms"),
+        "routing": restored,
+        "verdict": verdict,
+    }
+    summary = f"{reason} -> back to champion v{restored['champion']} in {seconds:.3f} s"
+    _audit(
+        rollout,
+        "rollback",
+        summary,
+        target=step["target"],
+        step=step["name"],
+        verdict="fail",
+        details=details,
+    )
+    log.warning("%s: %s", step["target"], summary)
+    return details
+
+
+def _await_champion_only(client, timeout: float = 10.0) -> dict:
+    """The routing once the gateway reports the champion alone (read back, not assumed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        routing = client.routing()
+        if routing["mode"] == "off" or time.monotonic() > deadline:
+            return routing
+        time.sleep(ROLLBACK_POLL_SECONDS)
+
+
+# -- the end: promote or roll back -------------------------------------------------------------
+
+
+def approval_required(rollout: dict) -> bool:
+    return bool(rollout["require_approval"])
+
+
+def promote(rollout: dict) -> dict:
+    """Every target serves the new version as champion; then MLflow alias ``champion`` moves.
+    On any error every target goes back to the old champion before the task fails."""
+    try:
+        return _promote(rollout)
+    except Exception as exc:
+        log.exception("promotion failed: rolling back")
+        rollback(rollout, [f"promote ({type(exc).__name__}: {exc})"])
+        raise
+
+
+def _promote(rollout: dict) -> dict:
+    from yieldops.training import registry
+
+    for target_name in rollout["targets"]:
+        client, _ = gateway_for(target_name)
+        routing = client.update(
+            champion=rollout["version"], challenger=None, mode="off", weight=0, live="champion"
+        )
+        _audit(rollout, "routing", f"routing {_describe(routing)}", target=target_name, step="full")
+    _use_mlflow()
+    previous = registry.promote_champion(
+        rollout["model"], rollout["version"], {"rollout.run_id": rollout["run_id"]}
+    )
+    summary = (
+        f"{rollout['model']} v{rollout['version']} is champion "
+        f"(was {f'v{previous}' if previous else 'none'}; {rollout['strategy']})"
+    )
+    _audit(rollout, "promoted", summary, verdict="pass")
+    _finish(rollout, f"{summary}.")
+    return {"champion": rollout["version"], "previous": previous}
+
+
+def rollback(rollout: dict | None, failed_tasks: list[str]) -> dict:
+    """After any failure: every target back to the champion, the challenger rejected."""
+    from yieldops.training import registry
+    from yieldops_airflow.notifiers import YieldopsNotifier
+
+    if rollout is None:
+        log.error(
+            "the rollout failed before it had a plan (%s): nothing to roll back", failed_tasks
+        )
+        return {"rolled_back": []}
+    restored = [name for name in rollout["targets"] if _restore_target(rollout, name)]
+    reason, numbers = _failure_reason(rollout, failed_tasks)
+    _use_mlflow()
+    model, champion = rollout["model"], rollout["champion"]
+    if champion and registry.alias_version(model, registry.CHAMPION) == rollout["version"]:
+        registry.promote_champion(model, champion, {"rollout.restored_by": rollout["run_id"]})
+    if rollout["strategy"] != "restore":
+        registry.reject_version(rollout["model"], rollout["version"], reason, numbers)
+        _audit(rollout, "rejected", f"v{rollout['version']} rejected: {reason}", verdict="fail")
+    YieldopsNotifier().send(
+        f"model_rollout: {rollout['model']} v{rollout['version']} rolled back",
+        {"run_id": rollout["run_id"], "reason": reason, "targets": restored, "numbers": numbers},
+    )
+    _finish(rollout, f"Rolled back: {reason}.")
+    return {"rolled_back": restored, "reason": reason}
+
+
+def _restore_target(rollout: dict, target_name: str) -> bool:
+    """Back to the champion this rollout started from; True when something changed."""
+    try:
+        client, _ = gateway_for(target_name)
+        routing = client.routing()
+        if routing["champion"] == rollout["version"] and rollout["champion"] is not None:
+            routing = client.update(champion=rollout["champion"], challenger=None, mode="off")
+        elif routing.get("challenger") == rollout["version"] and routing["mode"] != "off":
+            routing = client.rollback()
+        else:
+            return False
+    except Exception as exc:  # one unreachable gateway must not keep the others on the challenger
+        log.exception("could not restore %s", target_name)
+        _audit(rollout, "rollback", f"could not restore routing: {exc}", target=target_name)
+        return False
+    _audit(
+        rollout, "rollback", f"routing {_describe(routing)}", target=target_name, details=routing
+    )
+    return True
+
+
+def _failure_reason(rollout: dict, failed_tasks: list[str]) -> tuple[str, Any]:
+    """The failing verdict's or check's summary and numbers, else the failed tasks."""
+    with _audit_log() as audit:
+        records = audit.rows(run_id=rollout["run_id"], verdict="fail")
+    if records:
+        last = records[-1]
+        where = "/".join(p for p in (last["target"], last["step"]) if p)
+        return f"{where}: {last['summary']}", last["details"]
+    return f"task(s) failed: {', '.join(failed_tasks) or 'unknown'}", None
+
+
+def _finish(rollout: dict, headline: str) -> None:
+    """The run note: the headline, then the run's audit records."""
+    from yieldops.rollout.audit import run_note
+
+    with _audit_log() as audit:
+        records = audit.rows(run_id=rollout["run_id"])
+    set_run_note(DAG_ID, rollout["run_id"], f"{headline}\n{run_note(records)}")
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+def _describe(routing: dict) -> str:
+    mode = routing["mode"]
+    detail = {"canary": f" {routing['weight']}%", "bluegreen": f" live={routing['live']}"}
+    return f"{mode}{detail.get(mode, '')}: champion v{routing['champion']}" + (
+        f", challenger v{routing['challenger']}" if routing.get("challenger") else ""
+    )
+
+
+def _use_mlflow() -> None:
+    from yieldops.training import registry
+
+    settings = runtime_settings()
+    registry.use_tracking_uri(
+        registry.tracking_uri(settings.home, settings.mlflow_tracking_uri or None)
+    )
+
+
+@contextmanager
+def _audit_log():
+    """The audit log for one task's work, its connections closed afterwards."""
+    from yieldops.rollout.audit import AuditLog
+
+    audit = AuditLog(runtime_settings().rollout_db_url)
+    try:
+        yield audit
+    finally:
+        audit.close()
+
+
+def _audit(rollout: dict, event: str, summary: str, **fields: Any) -> None:
+    from yieldops.rollout.audit import RolloutRef
+
+    ref = RolloutRef(
+        model=rollout["model"],
+        version=rollout["version"],
+        champion=rollout["champion"],
+        dag_id=rollout["dag_id"],
+        run_id=rollout["run_id"],
+        triggered_by=rollout["triggered_by"],
+    )
+    with _audit_log() as audit:
+        audit.record(ref, event, summary, **fields)
