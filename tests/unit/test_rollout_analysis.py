@@ -126,6 +126,14 @@ def test_latency_slightly_slower_passes(rng):
     assert check.verdict is Verdict.PASS
 
 
+def test_latency_a_few_milliseconds_more_on_a_fast_model_passes(rng):
+    check = latency_check(latencies(rng, 2000, 4), latencies(rng, 2000, 5))
+    assert check.numbers["median_increase"] > 0.1 and check.numbers["p_value"] < 0.01
+    assert check.verdict is Verdict.PASS  # +1 ms is within the 5 ms floor
+    slower = latency_check(latencies(rng, 2000, 4), latencies(rng, 2000, 12))
+    assert slower.verdict is Verdict.FAIL
+
+
 def test_latency_too_few_samples_is_inconclusive(rng):
     check = latency_check(latencies(rng, 50, 40), latencies(rng, 50, 400))
     assert check.verdict is Verdict.INCONCLUSIVE

@@ -15,6 +15,7 @@ from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, plan_steps
 from yieldops.rollout.targets import load_targets, targets_for
 from yieldops.rollout.window import (
     StepWindow,
+    comparable_latencies,
     judge_window,
     lots_in,
     paired_answers,
@@ -205,6 +206,19 @@ def test_errors_and_slowness_fail_their_checks_with_one_latency_per_request():
     assert by_name["latency"].verdict.value == "fail"
     assert by_name["latency"].numbers["challenger_n"] == 200  # 800 dies in batches of 4
     assert by_name["accuracy"].numbers["labelled_n"] == 720  # errored dies are not paired
+
+
+def test_latency_compares_answered_requests_when_both_versions_have_enough():
+    p = np.linspace(0.01, 0.99, 800)
+    rows = _rows(p, p, challenger_ms=40.0)  # only its copies are slow
+    served = {"version": 2, "served": True, "latency_ms": 2.0, "request_id": "x"}
+    answered = pd.DataFrame([{**rows.iloc[1].to_dict(), **served, "request_id": f"s{i}"}
+                             for i in range(60)])  # fmt: skip
+    champion, challenger = rows[rows.version == 1], pd.concat([rows[rows.version == 2], answered])
+    fast, slow = comparable_latencies(champion, challenger, min_samples=50)
+    assert fast.size == 200 and set(slow) == {2.0}
+    _, mixed = comparable_latencies(champion, challenger, min_samples=100)
+    assert mixed.size == 260 and mixed.max() > 40
 
 
 def test_too_few_labelled_dies_is_inconclusive():

@@ -46,6 +46,8 @@ class Thresholds:
     ``max_error_increase``: tolerated error-rate increase, absolute (0.01 = one point).
     ``p95_limit_ms``: the challenger's p95 latency must stay at or below this.
     ``max_latency_increase``: tolerated median-latency increase, relative (0.1 = 10 %).
+    ``min_latency_increase_ms``: a median increase up to this many ms is always tolerated
+    (10 % of a 5 ms model call is noise to any caller).
     ``max_accuracy_drop``: tolerated accuracy drop on labelled dies, absolute.
     ``psi_limit``: PSI above this is a shift (0.1-0.2 is the usual "moderate" band).
     ``min_agreement``: share of identical good/bad answers required in shadow.
@@ -56,6 +58,7 @@ class Thresholds:
     max_error_increase: float = 0.01
     p95_limit_ms: float = 250.0
     max_latency_increase: float = 0.1
+    min_latency_increase_ms: float = 5.0
     max_accuracy_drop: float = 0.01
     psi_limit: float = 0.2
     min_agreement: float = 0.9
@@ -178,12 +181,13 @@ def latency_check(
     alpha: float = DEFAULTS.alpha,
     p95_limit_ms: float = DEFAULTS.p95_limit_ms,
     max_increase: float = DEFAULTS.max_latency_increase,
+    min_increase_ms: float = DEFAULTS.min_latency_increase_ms,
 ) -> Check:
     """Absolute p95 limit, then Mann-Whitney U (challenger slower) with a practical margin.
 
     Fails when the challenger's p95 exceeds ``p95_limit_ms``; otherwise compares like the
     other comparative checks, the practical margin being the relative increase of the
-    median latency over ``max_increase``.
+    median latency over ``max_increase``, or over ``min_increase_ms`` when that is larger.
     """
     champion = _samples(champion_ms)
     challenger = _samples(challenger_ms)
@@ -196,6 +200,7 @@ def latency_check(
     challenger_p95 = float(np.percentile(challenger, 95))
     # A zero median is a clock artefact, not a speed: no relative change to speak of.
     increase = challenger_median / champion_median - 1 if champion_median > 0 else 0.0
+    tolerance = max(max_increase, min_increase_ms / champion_median) if champion_median > 0 else 0.0
     test = stats.mannwhitneyu(challenger, champion, alternative="greater")
     p_value = float(test.pvalue)
     numbers = {
@@ -210,16 +215,18 @@ def latency_check(
         "alpha": alpha,
         "p95_limit_ms": p95_limit_ms,
         "max_increase": max_increase,
+        "min_increase_ms": min_increase_ms,
+        "tolerance": tolerance,
     }
     if challenger_p95 > p95_limit_ms:
         reason = f"challenger p95 {challenger_p95:.1f} ms over the limit {p95_limit_ms:.1f} ms"
         return Check(name, Verdict.FAIL, numbers, reason)
     observed = (
         f"median latency {challenger_median:.1f} ms vs champion {champion_median:.1f} ms "
-        f"({increase:+.1%}, tolerance {max_increase:.0%}, p={p_value:.3g}), "
+        f"({increase:+.1%}, tolerance {tolerance:.0%}, p={p_value:.3g}), "
         f"p95 {challenger_p95:.1f} ms within {p95_limit_ms:.1f} ms"
     )
-    verdict = _compare(p_value < alpha, increase, max_increase)
+    verdict = _compare(p_value < alpha, increase, tolerance)
     return Check(name, verdict, numbers, f"{observed}: {_explain(verdict)}")
 
 

@@ -6,7 +6,8 @@ answers: agreement, shift and paired accuracy compare the two on the same dies. 
 join on the die key from the curated data once the die's STDF file has been ingested.
 
 Latency samples are one per request and version (the gateway times a batch once), so a
-batch of 20 dies counts once, not 20 times, in the Mann-Whitney test.
+batch of 20 dies counts once, not 20 times, in the Mann-Whitney test; answered requests
+are compared with answered ones when both versions have enough of them.
 """
 
 from __future__ import annotations
@@ -114,12 +115,12 @@ def judge_window(
             max_increase=t.max_error_increase,
         ),
         latency_check(
-            request_latencies(champion),
-            request_latencies(challenger),
+            *comparable_latencies(champion, challenger, t.min_samples),
             min_samples=t.min_samples,
             alpha=t.alpha,
             p95_limit_ms=t.p95_limit_ms,
             max_increase=t.max_latency_increase,
+            min_increase_ms=t.min_latency_increase_ms,
         ),
         accuracy_check(
             labelled["label"].to_numpy(),
@@ -159,6 +160,20 @@ def paired_answers(rows: pd.DataFrame, window: StepWindow) -> pd.DataFrame:
     wide = wide.reindex(columns=list(window.versions)).dropna()
     wide.columns = ["champion", "challenger"]
     return wide.reset_index()
+
+
+def comparable_latencies(
+    champion: pd.DataFrame, challenger: pd.DataFrame, min_samples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like with like: answered (served) requests of both versions when each has enough,
+    else every request (in shadow the challenger only ever scores copies)."""
+    served = (
+        request_latencies(champion[champion["served"]]),
+        request_latencies(challenger[challenger["served"]]),
+    )
+    if min(len(served[0]), len(served[1])) >= min_samples:
+        return served
+    return request_latencies(champion), request_latencies(challenger)
 
 
 def request_latencies(rows: pd.DataFrame) -> np.ndarray:
