@@ -9,13 +9,15 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, TriggerRule, dag, get_current_context, task
 
 from yieldops.config import products
-from yieldops.rollout.plan import DEFAULT_CANARY_STEPS, MAX_STEPS_AFTER_SHADOW, STRATEGIES
+from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, STRATEGIES
 from yieldops.rollout.targets import load_targets
+from yieldops.settings import load_settings
 from yieldops_airflow import rollout as steps
 from yieldops_airflow.operators import AnalyseStepOperator
 from yieldops_airflow.schedules import challenger_assets
 from yieldops_airflow.sensors import RolloutStepSensor
 
+SETTINGS = load_settings()  # param defaults: YIELDOPS_ROLLOUT_* environment
 MODELS = sorted(f"yield-{p}" for p in products())
 TARGETS = [t.name for t in load_targets()]
 STEP_SLOTS = ["shadow", *(f"step_{i}" for i in range(1, MAX_STEPS_AFTER_SHADOW + 1))]
@@ -25,6 +27,7 @@ THRESHOLDS = {
     "max_error_increase": 0.01,
     "p95_limit_ms": 250.0,
     "max_latency_increase": 0.1,
+    "min_latency_increase_ms": 5.0,
     "max_accuracy_drop": 0.01,
     "psi_limit": 0.2,
     "min_agreement": 0.9,
@@ -99,7 +102,7 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             "all at once; restore: make an earlier champion serve again, no steps.",
         ),
         "canary_steps": Param(
-            list(DEFAULT_CANARY_STEPS),
+            list(SETTINGS.rollout_canary_steps),
             type="array",
             items={"type": "integer", "minimum": 1, "maximum": 100},
             minItems=1,
@@ -108,7 +111,7 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             description="Shares of dies the challenger answers, increasing.",
         ),
         "step_seconds": Param(
-            300, type="integer", minimum=1, title="Step duration (s)",
+            SETTINGS.rollout_step_seconds, type="integer", minimum=1, title="Step duration (s)",
             description="Each step runs at least this long before its analysis.",
         ),
         "max_step_seconds": Param(
@@ -116,11 +119,12 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             description="An inconclusive step waits up to this long, then rolls back.",
         ),
         "poll_seconds": Param(
-            10, type="number", exclusiveMinimum=0, title="Poll interval (s)",
+            SETTINGS.rollout_poll_seconds, type="number", exclusiveMinimum=0,
+            title="Poll interval (s)",
             description="How often a waiting step counts its samples.",
         ),
         "min_samples": Param(
-            200, type="integer", minimum=1, title="Minimum samples",
+            SETTINGS.rollout_min_samples, type="integer", minimum=1, title="Minimum samples",
             description="Requests per version (and labelled dies) before any verdict.",
         ),
         "thresholds": Param(

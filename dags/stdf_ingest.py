@@ -99,7 +99,15 @@ def stdf_ingest():
 
     claimed = claim()
     if SETTINGS.ingest_trigger == SENSOR:
-        NewStdfFilesSensor(task_id="wait_for_files", timeout=24 * 3600, soft_fail=True) >> claimed
+        (
+            NewStdfFilesSensor(
+                task_id="wait_for_files",
+                poke_interval=SETTINGS.sensor_poke_seconds,
+                timeout=24 * 3600,
+                soft_fail=True,
+            )
+            >> claimed
+        )
     ingested = ingest.expand(file=claimed)
     published = publish(ingested)
     published >> report()

@@ -33,10 +33,17 @@ class Settings:
     sqs_queue_url: str = ""
     aws_conn_id: str = "aws_default"
     sweep_cron: str = "*/30 * * * *"
+    # How often the ingest sensor looks for new files (sensor mode).
+    sensor_poke_seconds: float = 30.0
     # Empty: a local MLflow store under home (see yieldops.training.registry).
     mlflow_tracking_uri: str = ""
     # The rollout audit log (SQLAlchemy URL).
     rollout_db_url: str = ""
+    # Defaults of model_rollout's params (the demo shortens them; the UI form overrides).
+    rollout_step_seconds: int = 300
+    rollout_min_samples: int = 200
+    rollout_poll_seconds: float = 10.0
+    rollout_canary_steps: tuple[int, ...] = (5, 25, 50, 100)
 
     def with_overrides(self, **values: str) -> Settings:
         known = {k: v for k, v in values.items() if v}
@@ -58,6 +65,13 @@ def load_settings() -> Settings:
         sqs_queue_url=_env("YIELDOPS_SQS_QUEUE_URL", ""),
         aws_conn_id=_env("YIELDOPS_AWS_CONN_ID", "aws_default"),
         sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
+        sensor_poke_seconds=float(_env("YIELDOPS_SENSOR_POKE_SECONDS", "30")),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
         rollout_db_url=_env("YIELDOPS_ROLLOUT_DB_URL", f"sqlite:///{home / 'rollout.db'}"),
+        rollout_step_seconds=int(_env("YIELDOPS_ROLLOUT_STEP_SECONDS", "300")),
+        rollout_min_samples=int(_env("YIELDOPS_ROLLOUT_MIN_SAMPLES", "200")),
+        rollout_poll_seconds=float(_env("YIELDOPS_ROLLOUT_POLL_SECONDS", "10")),
+        rollout_canary_steps=tuple(
+            int(w) for w in _env("YIELDOPS_ROLLOUT_CANARY_STEPS", "5,25,50,100").split(",")
+        ),
     )
