@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]" -c $(CONSTRAINTS)
 	touch $(STAMP)
 
-## demo: the main job on embedded defaults (synthetic fab -> STDF -> curated Parquet)
+## demo: the main job on embedded defaults (local Airflow, MLflow, gateway; lots land; a champion serves)
 demo: $(STAMP)
-	$(BIN)/yieldops demo --out $(DEMO)
+	$(BIN)/yieldops demo --home $(DEMO)
 
 ## test: the whole test suite
 test: $(STAMP)

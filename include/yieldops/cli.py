@@ -138,20 +138,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic fab -> STDF files -> curated Parquet, then a summary per lot."""
-    from yieldops.synth import synthesize
+    """The whole pipeline on a local stack: STDF lots landing -> a champion serving."""
+    from yieldops.demo.story import run_demo
 
-    landing, curated = args.out / "landing", args.out / "curated"
-    print(f"1. synthetic fab: {args.lots} lots into {landing}/")
-    paths = synthesize(landing, lots=args.lots, wafers_per_lot=args.wafers, seed=args.seed)
-    print(f"2. decoding {len(paths)} STDF files into {curated}/")
-    status = _each_file(paths, lambda path: convert_file(path, curated, show_progress=False))
-    print("3. summary")
-    for path in paths:
-        _print_summary(file_summary(path))
-    tables = "{lots,wafers,parts,tests,results,bins}.parquet"
-    print(f"\ncurated Parquet tables: {curated}/<lot>/{tables}")
-    return status
+    return run_demo(
+        args.home,
+        lots=args.lots,
+        wafers=args.wafers,
+        seed=args.seed,
+        timeout=args.timeout,
+        keep_running=args.keep_running,
+    )
 
 
 def cmd_traffic_replay(args: argparse.Namespace) -> int:
@@ -258,11 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON object per record")
     audit.set_defaults(run=cmd_rollout_audit)
 
-    demo = commands.add_parser("demo", help="the main job on embedded defaults")
-    demo.add_argument("--out", type=Path, default=Path("var/demo"))
-    demo.add_argument("--lots", type=int, default=3)
-    demo.add_argument("--wafers", type=int, default=2)
+    demo = commands.add_parser(
+        "demo", help="the main job on embedded defaults: a local stack, lots landing, a champion"
+    )
+    demo.add_argument("--home", type=Path, default=Path("var/demo"), help="wiped at start")
+    demo.add_argument("--lots", type=int, default=3, help="healthy baseline lots")
+    demo.add_argument("--wafers", type=int, default=2, help="wafers per lot")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--timeout", type=float, default=1800, help="seconds for the whole story")
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -1,0 +1,219 @@
+"""The demo stack on loopback: MLflow tracking server, prediction gateway, Airflow.
+
+Everything lives under one home folder (``var/demo`` by default): Airflow's home and
+SQLite database, MLflow's store and artifacts, the landing zone, curated data, ledger,
+prediction log, audit log and every service's log file. Ports are free ones picked at
+start. The Airflow side is configured only through environment variables
+(``AIRFLOW__*``, ``AIRFLOW_CONN_*``, ``YIELDOPS_*``), as a deployment would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .processes import Service, free_port, stop_leftovers, write_pid_file
+
+PRODUCT = "YO-7NM-ADC"
+MODEL = f"yield-{PRODUCT}"
+GATEWAY_CONN_ID = "yieldops_gateway_adc"  # the adc-local target of include/config/targets.yaml
+AIRFLOW_USER = "admin"
+# Short rollout steps so the demo reaches a champion in minutes, not hours.
+DEMO_ROLLOUT = {
+    "YIELDOPS_ROLLOUT_STEP_SECONDS": "10",
+    "YIELDOPS_ROLLOUT_MIN_SAMPLES": "100",
+    "YIELDOPS_ROLLOUT_POLL_SECONDS": "2",
+    "YIELDOPS_ROLLOUT_CANARY_STEPS": "5,25,50,100",
+    "YIELDOPS_SENSOR_POKE_SECONDS": "5",
+}
+
+
+def project_root() -> Path:
+    """The checkout holding dags/ and plugins/ (the package is installed editable)."""
+    return Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class Ports:
+    airflow: int = field(default_factory=free_port)
+    mlflow: int = field(default_factory=free_port)
+    gateway: int = field(default_factory=free_port)
+
+
+@dataclass
+class DemoStack:
+    home: Path
+    ports: Ports = field(default_factory=Ports)
+    services: list[Service] = field(default_factory=list)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    airflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+
+    # -- where things are ----------------------------------------------------------------------
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.airflow}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.mlflow}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def prediction_log_url(self) -> str:
+        return f"sqlite:///{self.home / 'predictions.db'}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "pids.json"
+
+    def yieldops_env(self) -> dict[str, str]:
+        """What every process of the stack shares."""
+        bin_dir = str(Path(sys.executable).parent)
+        return {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "YIELDOPS_HOME": str(self.home),
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            **DEMO_ROLLOUT,
+        }
+
+    def airflow_env(self) -> dict[str, str]:
+        root = project_root()
+        gateway = {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": self.ports.gateway,
+            "password": self.admin_token,
+            "extra": {"prediction_log_url": self.prediction_log_url},
+        }
+        airflow_api = {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": self.ports.airflow,
+            "login": AIRFLOW_USER,
+            "password": self.airflow_password,
+        }
+        return {
+            **self.yieldops_env(),
+            "AIRFLOW_HOME": str(self.home / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__API__PORT": str(self.ports.airflow),
+            "AIRFLOW__API__BASE_URL": self.airflow_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+            f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}": json.dumps(gateway),
+            "AIRFLOW_CONN_YIELDOPS_AIRFLOW_API": json.dumps(airflow_api),
+        }
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "airflow" / "passwords.json"
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self, say=print) -> None:
+        """Stop what an earlier run left, then start MLflow, the gateway and Airflow."""
+        left = stop_leftovers(self.pid_file)
+        if left:
+            say(f"stopped what an earlier run left running: {', '.join(left)}")
+        for folder in ("landing", "airflow", "logs"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        self.passwords_file.write_text(json.dumps({AIRFLOW_USER: self.airflow_password}))
+        logs = self.home / "logs"
+        python = sys.executable
+        self.services = [
+            Service(
+                "mlflow",
+                [python, "-m", "mlflow", "server", "--host", "127.0.0.1",
+                 "--port", str(self.ports.mlflow), "--workers", "1",
+                 "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
+                 "--artifacts-destination", str(self.home / "mlartifacts")],
+                self.yieldops_env(),
+                logs / "mlflow.log",
+                f"{self.mlflow_url}/health",
+            ),
+            Service(
+                "gateway",
+                [python, "-m", "yieldops.serving"],
+                {
+                    **self.yieldops_env(),
+                    "YIELDOPS_GATEWAY_MODEL": MODEL,
+                    "YIELDOPS_GATEWAY_ADMIN_TOKEN": self.admin_token,
+                    "YIELDOPS_GATEWAY_LOG_URL": self.prediction_log_url,
+                    "YIELDOPS_GATEWAY_PORT": str(self.ports.gateway),
+                },
+                logs / "gateway.log",
+                f"{self.gateway_url}/healthz",
+            ),
+            Service(
+                "airflow",
+                [python, "-m", "airflow", "standalone"],
+                self.airflow_env(),
+                logs / "airflow.log",
+                f"{self.airflow_url}/api/v2/monitor/health",
+            ),
+        ]  # fmt: skip
+        try:
+            for service in self.services:
+                service.start()
+                write_pid_file(self.pid_file, self.services)
+            for service in self.services:
+                say(f"waiting for {service.name} ({service.ready_url}) ...")
+                service.wait_ready(
+                    timeout=300, ready=_healthy if service.name == "airflow" else None
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.pid_file.unlink(missing_ok=True)
+
+    # -- Airflow's REST API --------------------------------------------------------------------
+
+    def airflow(self) -> httpx.Client:
+        """A client on Airflow's REST API with a token for the demo user."""
+        token = httpx.post(
+            f"{self.airflow_url}/auth/token",
+            json={"username": AIRFLOW_USER, "password": self.airflow_password},
+            timeout=30,
+        )
+        token.raise_for_status()
+        return httpx.Client(
+            base_url=f"{self.airflow_url}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=30,
+        )
+
+
+def _healthy(response: httpx.Response) -> bool:
+    """Airflow's health: metadatabase, scheduler, triggerer and dag processor all healthy."""
+    if response.status_code != 200:
+        return False
+    return all(
+        (part or {}).get("status") == "healthy"
+        for name, part in response.json().items()
+        if name in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    )

@@ -1,0 +1,225 @@
+"""What ``yieldops demo`` does: the whole pipeline on a local stack, followed live.
+
+1. start the stack (see :mod:`yieldops.demo.stack`) in a clean home;
+2. land healthy baseline lots: stdf_ingest -> yield_training -> model_rollout makes the
+   first model champion (no champion to compare with: promoted after its offline check);
+3. replay curated dies to the gateway, so later steps have traffic and labels;
+4. land a lot whose process drifted: the retrained model goes through shadow and canary
+   and, if every step passes, becomes champion;
+5. print a summary (files, model versions, gate and rollout verdicts, champion now).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .processes import stop_leftovers
+from .stack import MODEL, PRODUCT, DemoStack
+
+DAGS = ("stdf_ingest", "yield_training", "model_rollout")
+TERMINAL = {"success", "failed"}
+BASELINE_DRIFT, DRIFTED = 0.3, 0.6  # process shift per lot index, in sigmas
+REPLAY_RATE, REPLAY_BATCH = 100.0, 10
+
+
+class RunFollower:
+    """Prints every DAG run's state change, read from Airflow's REST API."""
+
+    def __init__(self, api: httpx.Client, say: Callable[[str], None]) -> None:
+        self.api, self.say = api, say
+        self.seen: dict[tuple[str, str], str] = {}
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        response = self.api.get(
+            f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 50}
+        )
+        response.raise_for_status()
+        return response.json()["dag_runs"]
+
+    def poll(self) -> None:
+        for dag_id in DAGS:
+            for run in reversed(self.runs(dag_id)):
+                key, state = (dag_id, run["dag_run_id"]), run["state"]
+                if self.seen.get(key) != state:
+                    self.seen[key] = state
+                    note = (run.get("note") or "").splitlines()[:1] if state in TERMINAL else []
+                    note_text = f"  ({note[0][:240]})" if note else ""
+                    self.say(f"  {dag_id:<15} {run['dag_run_id']:<45} {state}{note_text}")
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        response = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return response.json().get("state") if response.status_code == 200 else None
+
+    def finished_after(self, dag_id: str, moment: datetime) -> dict[str, Any] | None:
+        """The first run of ``dag_id`` queued after ``moment`` once it has finished."""
+        later = [r for r in self.runs(dag_id) if _time(r["run_after"]) >= moment]
+        first = min(later, key=lambda r: r["run_after"], default=None)
+        return first if first and first["state"] in TERMINAL else None
+
+
+def run_demo(
+    home: Path,
+    *,
+    lots: int = 3,
+    wafers: int = 2,
+    seed: int = 0,
+    timeout: float = 1800,
+    keep_running: bool = False,
+    say: Callable[[str], None] = print,
+) -> int:
+    """The demo, start to summary; 0 when a champion serves at the end."""
+    from yieldops.synth import PRODUCTS, synthesize
+
+    home = Path(home).resolve()
+    stop_leftovers(home / "pids.json")
+    shutil.rmtree(home, ignore_errors=True)  # a second run starts clean
+    stack = DemoStack(home)
+    stop_replay = threading.Event()
+    try:
+        stack.start(say)
+        _where_to_look(stack, say)
+        follower = RunFollower(stack.airflow(), say)
+        deadline = time.monotonic() + timeout
+
+        say(f"\n1. landing {lots} healthy baseline lots of {PRODUCT} in {stack.landing}")
+        first_landed = time.monotonic()
+        synthesize(stack.landing, lots, wafers, seed, PRODUCTS[PRODUCT], drift=BASELINE_DRIFT)
+        _wait(follower, deadline, lambda: _champion_serving(stack), "a champion serving")
+        first_champion = time.monotonic() - first_landed
+
+        say(f"\n2. replaying curated dies to the gateway ({REPLAY_RATE:g} dies/s)")
+        replayer = threading.Thread(target=_replay, args=(stack, stop_replay), daemon=True)
+        replayer.start()
+
+        say("\n3. landing a lot whose process drifted: retrain, then shadow and canary")
+        drift_landed = datetime.now(timezone.utc)
+        synthesize(stack.landing, 1, wafers, seed, PRODUCTS[PRODUCT], drift=DRIFTED, first_lot=lots)
+        _wait(follower, deadline, lambda: _retrained_and_rolled(follower, drift_landed), "rollout")
+        follower.poll()
+        say("\n4. summary")
+        champion = _summary(stack, say)
+        say(
+            f"wall time from the first file landed: {first_champion:.0f} s to the first "
+            f"champion, {time.monotonic() - first_landed:.0f} s to the end of the drift rollout"
+        )
+        if keep_running:
+            say("\nthe stack keeps running; Ctrl-C stops it")
+            threading.Event().wait()
+        return 0 if champion else 1
+    except KeyboardInterrupt:
+        say("\ninterrupted: stopping every process the demo started")
+        return 130
+    finally:
+        stop_replay.set()
+        stack.stop()
+
+
+def _where_to_look(stack: DemoStack, say: Callable[[str], None]) -> None:
+    say(
+        "\nThe stack is up:\n"
+        f"  Airflow UI   {stack.airflow_url}  (user admin, password {stack.airflow_password})\n"
+        f"  Rollouts     {stack.airflow_url}/yieldops/rollouts/\n"
+        f"  Data Docs    {stack.airflow_url}/yieldops/data-docs/\n"
+        f"  MLflow UI    {stack.mlflow_url}\n"
+        f"  Gateway      {stack.gateway_url}/metrics  /v1/routing\n"
+        f"  Logs         {stack.home / 'logs'}"
+    )
+
+
+def _wait(follower: RunFollower, deadline: float, done: Callable[[], Any], what: str) -> Any:
+    while time.monotonic() < deadline:
+        follower.poll()
+        result = done()
+        if result:
+            return result
+        time.sleep(3)
+    raise TimeoutError(f"no {what} before the demo's time limit")
+
+
+def _champion_serving(stack: DemoStack) -> bool:
+    try:
+        return httpx.get(f"{stack.gateway_url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _retrained_and_rolled(follower: RunFollower, since: datetime) -> bool:
+    """The training after the drifted lot finished, and its rollout too (if it registered)."""
+    training = follower.finished_after("yield_training", since)
+    if training is None:
+        return False
+    registered = follower.task_state("yield_training", training["dag_run_id"], "register")
+    if registered != "success":
+        return True  # the gate rejected it: nothing to roll out
+    return follower.finished_after("model_rollout", _time(training["start_date"])) is not None
+
+
+def _replay(stack: DemoStack, stop: threading.Event) -> None:
+    from yieldops.config import product
+    from yieldops.serving.replay import load_replay_frame, replay
+
+    table = load_replay_frame(stack.home / "curated", product(PRODUCT))
+    replay(
+        stack.gateway_url,
+        table.frame,
+        table.feature_columns,
+        rate_per_s=REPLAY_RATE,
+        batch_size=REPLAY_BATCH,
+        stop=stop,
+    )
+
+
+def _summary(stack: DemoStack, say: Callable[[str], None]) -> int | None:
+    """Files, model versions, verdicts and the champion; returns the champion version."""
+    from mlflow import MlflowClient
+
+    from yieldops.landing.ledger import Ledger
+    from yieldops.rollout.audit import AuditLog
+
+    ledger = Ledger(f"sqlite:///{stack.home / 'ledger.db'}")
+    try:
+        statuses = Counter(e.status for e in ledger.entries())
+        quarantined = [e for e in ledger.entries(["quarantined"])]
+    finally:
+        ledger.close()
+    say(f"files: {dict(statuses)}")
+    for entry in quarantined:
+        say(f"  quarantined {entry.source_key}: {entry.reason}")
+
+    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    for version in sorted(client.search_model_versions(f"name='{MODEL}'"), key=_number):
+        tags = version.tags
+        say(
+            f"{MODEL} v{version.version}: gate passed={tags.get('gate.passed')}, "
+            f"rollout={tags.get('rollout.status', 'pending')}"
+            + (f" ({tags['rollout.reason'][:200]})" if "rollout.reason" in tags else "")
+        )
+    audit = AuditLog(f"sqlite:///{stack.home / 'rollout.db'}")
+    try:
+        for r in audit.rows():
+            if r["event"] in ("verdict", "rollback", "promoted", "offline_check"):
+                where = "/".join(p for p in (r["target"], r["step"]) if p)
+                say(f"  v{r['version']} {where or '-'}: {r['event']} {r['summary'][:160]}")
+    finally:
+        audit.close()
+    routing = httpx.get(f"{stack.gateway_url}/v1/routing", timeout=10).json()
+    alias = client.get_registered_model(MODEL).aliases.get("champion")
+    say(f"champion now: MLflow alias -> v{alias}; gateway serves v{routing['champion']}")
+    return int(alias) if alias and int(alias) == routing["champion"] else None
+
+
+def _number(version) -> int:
+    return int(version.version)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,18 @@
+"""The demo stack (Airflow standalone, MLflow server, gateway) on free loopback ports,
+shared by the end-to-end and browser tests of one session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from yieldops.demo.stack import DemoStack
+
+    demo = DemoStack(tmp_path_factory.mktemp("e2e") / "home")
+    demo.start()
+    try:
+        yield demo
+    finally:
+        demo.stop()

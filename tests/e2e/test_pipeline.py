@@ -1,0 +1,68 @@
+"""End to end on the demo stack: files land, the three DAGs run in order (seen through
+Airflow's REST API with a token from /auth/token), and a champion serves."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+
+from yieldops.demo.stack import MODEL, PRODUCT
+from yieldops.synth import PRODUCTS, synthesize
+
+DAGS = ("stdf_ingest", "yield_training", "model_rollout")
+
+
+def _runs(api: httpx.Client, dag_id: str) -> list[dict]:
+    response = api.get(f"/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})
+    response.raise_for_status()
+    return response.json()["dag_runs"]
+
+
+def _first_success(api: httpx.Client, dag_id: str) -> dict | None:
+    return next((r for r in _runs(api, dag_id) if r["state"] == "success"), None)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="session")
+def landed(stack):
+    """Three baseline lots landed; returns the REST client once a rollout has succeeded."""
+    synthesize(
+        stack.landing, lots=3, wafers_per_lot=2, seed=0, product=PRODUCTS[PRODUCT], drift=0.3
+    )
+    api = stack.airflow()
+    deadline = time.monotonic() + 900
+    while _first_success(api, "model_rollout") is None:
+        failed = [r["dag_run_id"] for d in DAGS for r in _runs(api, d) if r["state"] == "failed"]
+        assert not failed, f"runs failed: {failed}; logs under {stack.home / 'logs'}"
+        assert time.monotonic() < deadline, "no successful model_rollout within 15 minutes"
+        time.sleep(5)
+    return api
+
+
+def test_the_three_dags_succeed_in_order(landed):
+    ingest, training, rollout = (_first_success(landed, d) for d in DAGS)
+    assert _at(ingest["end_date"]) <= _at(training["start_date"])
+    assert _at(training["start_date"]) <= _at(rollout["start_date"])
+    assert training["run_type"] == rollout["run_type"] == "asset_triggered"
+    tasks = landed.get(f"/dags/model_rollout/dagRuns/{rollout['dag_run_id']}/taskInstances")
+    states = {t["task_id"]: t["state"] for t in tasks.json()["task_instances"]}
+    assert states["promote"] == "success" and states["adc-local.offline_check"] == "success"
+    assert "is champion" in rollout["note"]
+
+
+def test_the_champion_serves_through_the_gateway(landed, stack):
+    from mlflow import MlflowClient
+
+    champion = int(MlflowClient(stack.mlflow_url).get_registered_model(MODEL).aliases["champion"])
+    die = {"lot_id": "S0-L003", "wafer_id": "W01", "x": 0, "y": 0, "test_1000": 1.0}
+    answer = httpx.post(f"{stack.gateway_url}/v1/predict", json=die, timeout=10)
+    assert answer.status_code == 200
+    (prediction,) = answer.json()["predictions"]
+    assert (prediction["version"], prediction["role"]) == (champion, "champion")
+    assert 0.0 <= prediction["probability"] <= 1.0
