@@ -1,16 +1,21 @@
 """The prediction gateway on a real uvicorn server on 127.0.0.1, driven over HTTP.
 
 Two small Pipelines are trained in the test and handed to the app through an injected
-loader (version -> model), so no MLflow store is needed.
+loader (version -> model), so no MLflow store is needed. The loader pickles (a partial of
+a module-level function): the mirror worker process gets a copy and loads versions itself.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,8 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from tests.integration.conftest import serve_gateway as serve
 
-from yieldops.serving import GatewaySettings
-from yieldops.serving.routing import bucket
+from yieldops.serving import GatewaySettings, Routing
+from yieldops.serving.routing import bucket, counterpart
 
 TOKEN = "s3cret-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,6 +55,31 @@ class Broken:
         raise RuntimeError("challenger exploded")
 
 
+class OpenMPThreadsNoted:
+    """A real pipeline that notes, in a file, which process called it and how many OpenMP
+    threads the call may use (the mirror worker's calls happen in another process)."""
+
+    def __init__(self, model, notes: Path) -> None:
+        self.model = model
+        self.notes = notes
+        self.feature_names_in_ = model.feature_names_in_
+        self.classes_ = model.classes_
+
+    def predict_proba(self, frame):
+        from threadpoolctl import threadpool_info
+
+        threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+        with self.notes.open("a") as notes:
+            notes.writelines(f"{os.getpid()} {n}\n" for n in threads)
+        return self.model.predict_proba(frame)
+
+    def noted(self) -> list[tuple[int, int]]:
+        """(process id, OpenMP threads) of every call so far."""
+        if not self.notes.exists():
+            return []
+        return [tuple(map(int, line.split())) for line in self.notes.read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[int, object]:
     champion = _train(LogisticRegression())
@@ -57,20 +87,18 @@ def models() -> dict[int, object]:
     return {CHAMPION: champion, CHALLENGER: challenger, BROKEN: Broken(), SLOW: challenger}
 
 
+def load_from(models: dict[int, object], version: int):
+    """The loader's body: module level, so a partial of it pickles into the mirror worker."""
+    if version == SLOW:
+        time.sleep(0.3)  # a slow registry: requests must not wait for or fail on it
+    if version not in models:
+        raise LookupError(f"no version {version}")
+    return models[version]
+
+
 @pytest.fixture()
 def loader(models):
-    loads: list[int] = []
-
-    def load(version: int):
-        loads.append(version)
-        if version == SLOW:
-            time.sleep(0.3)  # a slow registry: requests must not wait for or fail on it
-        if version not in models:
-            raise LookupError(f"no version {version}")
-        return models[version]
-
-    load.loads = loads
-    return load
+    return functools.partial(load_from, models)
 
 
 @pytest.fixture()
@@ -98,6 +126,13 @@ def die(i: int, **extra) -> dict:
     }
 
 
+def probability_of(model, record: dict) -> float:
+    """P(good) of a ``die()`` record, asked of the model directly, not through the gateway."""
+    features = {"test_100": record["test_100"], "x": record["x"], "y": record["y"]}
+    features.update(record["features"])
+    return model.predict_proba(pd.DataFrame([features])[COLUMNS])[0, 1]
+
+
 def test_predict_single_and_batch(settings, loader, models):
     with serve(settings, loader) as (client, _):
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -106,20 +141,9 @@ def test_predict_single_and_batch(settings, loader, models):
         [answer] = one.json()["predictions"]
         assert answer["die_key"] == "LOT1:1:7:0"
         assert answer["version"] == CHAMPION and answer["role"] == "champion"
-        expected = models[CHAMPION].predict_proba(
-            pd.DataFrame(
-                [
-                    {
-                        "test_100": die(7)["test_100"],
-                        "test_101": die(7)["features"]["test_101"],
-                        "x": 7,
-                        "y": 0,
-                    }
-                ]
-            )[COLUMNS]
-        )[0, 1]
+        expected = probability_of(models[CHAMPION], die(7))
         assert answer["probability"] == pytest.approx(expected)
-        assert answer["good"] == (expected >= 0.5)
+        assert answer["good"] == (expected > 0.5)
 
         batch = [die(i) for i in range(50)] + [{"die_key": "K-missing-features"}]
         answers = client.post("/v1/predict", json={"records": batch}).json()["predictions"]
@@ -186,30 +210,97 @@ def test_canary_is_sticky_and_weighted(settings, loader):
         assert singles == {first[3]["role"]}
 
 
-def test_shadow_logs_challenger_but_answers_with_champion(settings, loader):
+# A routing change, and the roles that answer the first 40 dies under it.
+MIRRORING = {
+    "shadow": ({"mode": "shadow"}, {"champion"}),
+    "canary": ({"mode": "canary", "weight": 30}, {"champion", "challenger"}),
+    "bluegreen": ({"mode": "bluegreen", "live": "challenger"}, {"challenger"}),
+}
+
+
+@pytest.mark.parametrize(("change", "answering"), MIRRORING.values(), ids=MIRRORING)
+def test_every_die_is_scored_by_both_versions(settings, loader, models, change, answering):
+    """The routed version answers a die (served row); the other scores a copy (unserved)."""
+    routing = Routing(champion=CHAMPION, challenger=CHALLENGER, **change)
     with serve(settings, loader) as (client, gateway):
-        change = {"challenger": CHALLENGER, "mode": "shadow"}
-        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
-        for i in range(10):
-            answers = client.post("/v1/predict", json=[die(i), die(i + 100)]).json()["predictions"]
-            assert {(a["role"], a["version"]) for a in answers} == {("champion", CHAMPION)}
+        put = client.put("/v1/routing", json={"challenger": CHALLENGER, **change}, headers=ADMIN)
+        assert put.status_code == 200, put.text
+        answers = []
+        for i in range(0, 40, 2):
+            response = client.post("/v1/predict", json=[die(i), die(i + 1)])
+            answers += response.json()["predictions"]
         _wait_shadow(gateway)
         rows = gateway.prediction_log.rows()
-        served = [r for r in rows if r["served"]]
-        shadow = [r for r in rows if not r["served"]]
-        assert len(served) == 20 and len(shadow) == 20
-        assert {r["version"] for r in shadow} == {CHALLENGER}
-        assert {r["role"] for r in shadow} == {"challenger"}
-        assert all(r["error"] is None and 0 <= r["probability"] <= 1 for r in shadow)
-        assert {r["request_id"] for r in shadow} == {r["request_id"] for r in served}
         metrics = _samples(client.get("/metrics").text)
-        assert (
-            metrics[
-                "predictions_total",
-                (("path", "shadow"), ("role", "challenger"), ("version", str(CHALLENGER))),
-            ]
-            == 20
-        )
+    assert {a["role"] for a in answers} == answering
+    assert len(rows) == 2 * len(answers) == 80
+    for i, answer in enumerate(answers):
+        role = routing.role_for(answer["die_key"])
+        assert (answer["role"], answer["version"]) == (role, routing.version_of(role))
+        [served] = [r for r in rows if r["die_key"] == answer["die_key"] and r["served"]]
+        [copy] = [r for r in rows if r["die_key"] == answer["die_key"] and not r["served"]]
+        assert (served["role"], served["version"]) == (role, answer["version"])
+        assert served["probability"] == pytest.approx(answer["probability"])
+        other = counterpart(role)
+        assert (copy["role"], copy["version"]) == (other, routing.version_of(other))
+        assert copy["request_id"] == served["request_id"] and copy["error"] is None
+        assert copy["probability"] == pytest.approx(probability_of(models[copy["version"]], die(i)))
+    mirrored = sum(
+        value
+        for (name, labels), value in metrics.items()
+        if name == "predictions_total" and ("path", "shadow") in labels
+    )
+    assert mirrored == 40
+
+
+def test_off_mode_logs_only_the_champion(settings, loader):
+    with serve(settings, loader) as (client, gateway):
+        change = {"challenger": CHALLENGER, "mode": "off"}  # named, but not in play
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        for i in range(0, 20, 2):
+            assert client.post("/v1/predict", json=[die(i), die(i + 1)]).status_code == 200
+        _wait_shadow(gateway)
+        rows = gateway.prediction_log.rows()
+    assert len(rows) == 20
+    assert {(r["served"], r["role"], r["version"]) for r in rows} == {(True, "champion", CHAMPION)}
+
+
+# The challenger answers some (canary) or all (bluegreen) of the dies.
+FAILING_CHALLENGER = {
+    "canary": {"mode": "canary", "weight": 50},
+    "bluegreen": {"mode": "bluegreen", "live": "challenger"},
+}
+
+
+@pytest.mark.parametrize("change", FAILING_CHALLENGER.values(), ids=FAILING_CHALLENGER)
+def test_a_failing_challenger_hands_its_dies_to_the_champion(settings, loader, change):
+    routing = Routing(champion=CHAMPION, challenger=BROKEN, **change)
+    with serve(settings, loader) as (client, gateway):
+        put = client.put("/v1/routing", json={"challenger": BROKEN, **change}, headers=ADMIN)
+        assert put.status_code == 200, put.text
+        responses = [client.post("/v1/predict", json=[die(i), die(i + 1)]) for i in range(0, 40, 2)]
+        _wait_shadow(gateway)
+        rows = gateway.prediction_log.rows()
+        metrics = _samples(client.get("/metrics").text)
+    assert [r.status_code for r in responses] == [200] * 20
+    answers = [a for r in responses for a in r.json()["predictions"]]
+    assert {(a["role"], a["version"]) for a in answers} == {("champion", CHAMPION)}
+    keys = {a["die_key"] for a in answers}
+    failed = {key for key in keys if routing.role_for(key) == "challenger"}
+    assert failed
+
+    errors = [r for r in rows if r["served"] and r["role"] == "challenger"]
+    assert sorted(r["die_key"] for r in errors) == sorted(failed)
+    assert all(r["version"] == BROKEN and r["probability"] is None for r in errors)
+    assert all("challenger exploded" in r["error"] for r in errors)
+    champion = [r["die_key"] for r in rows if r["served"] and r["role"] == "champion"]
+    assert sorted(champion) == sorted(keys)  # every die answered once, by the champion
+    # Copies only of the dies the champion was routed: none back to the failed challenger.
+    copies = [r for r in rows if not r["served"]]
+    assert sorted(r["die_key"] for r in copies) == sorted(keys - failed)
+    assert {r["version"] for r in copies} <= {BROKEN}
+    assert metrics["fallbacks_total", (("version", str(BROKEN)),)] == len(failed)
+    assert metrics["requests_total", (("outcome", "ok"),)] == 20
 
 
 def test_broken_shadow_never_reaches_the_caller(settings, loader):
@@ -236,12 +327,33 @@ def test_broken_shadow_never_reaches_the_caller(settings, loader):
         assert metrics["requests_total", (("outcome", "ok"),)] == 20
 
 
+def test_model_calls_keep_to_the_configured_openmp_threads(settings, models, tmp_path):
+    """Served calls (server worker threads) and copies (mirror worker process) alike."""
+    noted = {
+        v: OpenMPThreadsNoted(models[CHALLENGER], tmp_path / f"v{v}.notes")
+        for v in (CHAMPION, CHALLENGER)
+    }
+    loader = functools.partial(load_from, noted)
+    with serve(replace(settings, model_threads=1), loader) as (client, gateway):
+        change = {"challenger": CHALLENGER, "mode": "shadow"}
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        for i in range(5):
+            assert client.post("/v1/predict", json=die(i)).status_code == 200
+        _wait_shadow(gateway)
+    served, copies = noted[CHAMPION].noted(), noted[CHALLENGER].noted()
+    assert {pid for pid, _ in served} == {os.getpid()}  # the server runs in a thread of ours
+    assert copies and os.getpid() not in {pid for pid, _ in copies}
+    assert {threads for _, threads in served + copies} == {1}
+
+
 def test_routing_survives_a_restart(settings, loader):
     change = {"challenger": CHALLENGER, "mode": "canary", "weight": 40}
     with serve(settings, loader) as (client, first):
         assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
         assert client.post("/v1/predict", json=[die(i) for i in range(30)]).status_code == 200
-    assert len(first.prediction_log.rows()) == 30  # written before the server stopped
+    # Written before the server stopped, the copies too: stopping lets the workers finish.
+    assert len(first.prediction_log.rows(served=True)) == 30
+    assert len(first.prediction_log.rows(served=False)) == 30
     with serve(settings, loader) as (client, _):
         routing = client.get("/v1/routing").json()
         assert routing | change == routing and routing["champion"] == CHAMPION
@@ -272,9 +384,17 @@ def test_routing_change_under_concurrent_load_fails_nothing(settings, loader):
         roles: Counter = Counter()
         lock = threading.Lock()
 
+        changed = threading.Event()
+
         def worker(n: int) -> None:
+            # Load runs until the routing changes are done, then a few requests more.
             with httpx.Client(base_url=base, timeout=10) as own:
-                for i in range(25):
+                extra = 5
+                for i in itertools.count():
+                    if changed.is_set():
+                        extra -= 1
+                        if extra < 0:
+                            return
                     r = own.post("/v1/predict", json=[die(n * 1000 + i), die(n * 1000 + i + 500)])
                     with lock:
                         statuses.append(r.status_code)
@@ -295,15 +415,17 @@ def test_routing_change_under_concurrent_load_fails_nothing(settings, loader):
                 client.put("/v1/routing", json={"mode": "shadow"}, headers=ADMIN).status_code == 200
             )
             assert client.post("/v1/routing/rollback", headers=ADMIN).status_code == 200
-            after = len(statuses)
+            during = len(statuses) - before
+            changed.set()
             for f in futures:
                 f.result()
-        assert len(statuses) == 200 and set(statuses) == {200}
-        assert before > 0 and after < 200, (before, after)  # the changes landed mid-load
+        total = len(statuses)
+        assert set(statuses) == {200}, Counter(statuses)
+        assert before >= 20 and during > 0, (before, during)  # the changes landed mid-load
         assert roles["challenger"] > 0
         text = client.get("/metrics").text
         metrics = _samples(text)
-        assert metrics["requests_total", (("outcome", "ok"),)] == 200
+        assert metrics["requests_total", (("outcome", "ok"),)] == total
         served = (("path", "served"),)
         assert (
             metrics[
@@ -332,9 +454,11 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-def _wait_shadow(gateway, timeout: float = 10.0) -> None:
+def _wait_shadow(gateway, timeout: float = 30.0) -> None:
+    """Until the mirror workers reported every copy handed to them (their rows are written
+    then), and the served rows are written too."""
     deadline = time.monotonic() + timeout
-    while gateway._shadow_pending and time.monotonic() < deadline:
+    while gateway.mirror.backlog and time.monotonic() < deadline:
         time.sleep(0.01)
     gateway.prediction_log.flush()
 
@@ -365,11 +489,19 @@ def test_default_loader_serves_the_mlflow_champion(tmp_path, models):
                 admin_token=TOKEN,
                 mlflow_tracking_uri=uri,
             )
-            with serve(settings, loader=None) as (client, _):
+            with serve(settings, loader=None) as (client, gateway):
                 answer = client.post("/v1/predict", json=die(3)).json()["predictions"][0]
                 assert (answer["version"], answer["role"]) == (version, "champion")
                 expected = client.get("/v1/routing").json()
                 assert expected["champion"] == version and expected["mode"] == "off"
+                # The mirror worker loads its copy of the loader's version from MLflow too.
+                change = {"challenger": version, "mode": "shadow"}
+                assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+                assert client.post("/v1/predict", json=die(3)).status_code == 200
+                _wait_shadow(gateway)
+                [copy] = gateway.prediction_log.rows(served=False)
+                assert copy["error"] is None
+                assert copy["probability"] == pytest.approx(answer["probability"])
     finally:
         mlflow.end_run()
         mlflow.set_tracking_uri(previous)

@@ -1,7 +1,9 @@
 """The prediction gateway: an ASGI app (FastAPI, run by uvicorn) serving the yield model.
 
 - :mod:`.routing`  the routing table (champion, challenger, mode), persisted atomically
+- :mod:`.records`  prediction requests parsed into dies (key + features)
 - :mod:`.models`   loaded model versions, swapped atomically after loading
+- :mod:`.mirror`   mirrored copies, scored by worker processes off the callers' path
 - :mod:`.predlog`  the prediction log (SQLAlchemy), written by a background thread
 - :mod:`.metrics`  Prometheus counters and latency histograms
 - :mod:`.app`      ``create_app(settings)``

@@ -10,6 +10,17 @@
 - ``PUT /v1/routing`` (fields to change) and ``POST /v1/routing/rollback`` need
   ``Authorization: Bearer <admin token>``: 401 without, 403 when wrong.
 
+Mirroring: in modes shadow, canary and bluegreen every die is scored by both versions,
+so the rollout analysis compares them on the same dies. The version the routing picks
+answers (a served row in the prediction log); the other scores a copy in a worker process
+(:mod:`.mirror`; an unserved row, same request id and die key). The copy is handed over
+once the answer is sent, never awaited and never raising; past a bounded backlog it is
+dropped and its dies are counted.
+
+Fallback: a challenger that fails on the dies it should answer never fails the caller. Its
+error rows are logged and the champion answers those dies instead (counted, not mirrored
+back to the challenger). Only a champion failure answers 500.
+
 Swaps: a routing change loads the versions it needs first (in a thread), writes the
 table, then replaces one immutable snapshot (routing + models) in one assignment. A
 request reads the snapshot once, so it is answered wholly by the old or the new table.
@@ -19,35 +30,45 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from . import metrics as metrics_module
 from .metrics import Metrics
-from .models import LoadedModel, Loader, mlflow_champion, mlflow_loader
-from .predlog import PredictionLog, now
-from .routing import CHALLENGER, Routing, RoutingError, load_routing, save_routing
+from .mirror import Copy, Mirror, MirrorPool
+from .models import (
+    LoadedModel,
+    Loader,
+    MlflowLoader,
+    OpenMPThreads,
+    Scored,
+    mlflow_champion,
+    score,
+)
+from .predlog import PredictionLog, prediction_rows
+from .records import BadRequest, Die, parse_records
+from .routing import (
+    CHAMPION,
+    Routing,
+    RoutingError,
+    counterpart,
+    load_routing,
+    save_routing,
+)
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-KEY_FIELDS = ("lot_id", "wafer_id", "x", "y")
-NOT_FEATURES = {"die_key", "lot_id", "wafer_id", "features"}
-MAX_ERROR_CHARS = 1000
-
-
-class BadRequest(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -61,51 +82,35 @@ class Serving:
         return self.models[self.routing.version_of(role)]
 
 
-@dataclass(frozen=True)
-class Die:
-    key: str
-    features: dict[str, Any]
-
-
 class Gateway:
-    """State of one app: the serving snapshot, the loader, the log, the shadow pool."""
+    """State of one app: the serving snapshot, the loader, the log, the mirror workers."""
 
     def __init__(self, settings: GatewaySettings, loader: Loader | None) -> None:
         self.settings = settings
-        self.loader = loader or mlflow_loader(settings.model_name, settings.mlflow_tracking_uri)
+        self.loader = loader or MlflowLoader(settings.model_name, settings.mlflow_tracking_uri)
         self._default_loader = loader is None
         self.metrics = Metrics()
+        self.mirror = MirrorPool(settings, self.loader, self.metrics)
         self.current: Serving | None = None
         self.load_error: str | None = None
         self.prediction_log: PredictionLog | None = None
-        self._shadow_pool: ThreadPoolExecutor | None = None
-        self._shadow_pending = 0
-        self._shadow_lock = threading.Lock()
         self._change_lock = asyncio.Lock()
         self._startup: asyncio.Task | None = None
-        self._thread_limits: Any = None
+        self._model_threads = OpenMPThreads(settings.model_threads)
 
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
-        if s.model_threads is not None:
-            from threadpoolctl import threadpool_limits
-
-            self._thread_limits = threadpool_limits(limits=s.model_threads, user_api="openmp")
         self.prediction_log = PredictionLog(s.log_url, s.log_batch_rows, s.log_flush_seconds)
-        self._shadow_pool = ThreadPoolExecutor(s.shadow_workers, thread_name_prefix="shadow")
         self._startup = asyncio.create_task(self._initial_routing())
 
     async def stop(self) -> None:
         if self._startup is not None and not self._startup.done():
             self._startup.cancel()
-        if self._shadow_pool is not None:
-            self._shadow_pool.shutdown(wait=True, cancel_futures=True)
+        await self.mirror.stop()
         if self.prediction_log is not None:
             self.prediction_log.close()
-        if self._thread_limits is not None:
-            self._thread_limits.restore_original_limits()
 
     async def _initial_routing(self) -> None:
         """The persisted table, else the configured (or MLflow ``champion``) version."""
@@ -129,7 +134,8 @@ class Gateway:
     # -- routing changes -----------------------------------------------------------------
 
     async def apply(self, routing: Routing) -> Routing:
-        """Load what ``routing`` needs, persist it, then switch to it in one assignment."""
+        """Load what ``routing`` needs (and start the mirror workers when it mirrors),
+        persist it, then switch to it in one assignment."""
         async with self._change_lock:
             previous = self.current
             loaded = dict(previous.models) if previous else {}
@@ -139,6 +145,8 @@ class Gateway:
             if previous is not None:  # the previous champion stays warm for a switch back
                 keep.add(previous.routing.champion)
             models = {v: m for v, m in loaded.items() if v in keep}
+            if routing.mirrors:
+                await self.mirror.start()
             await asyncio.to_thread(save_routing, self.settings.routing_path, routing)
             self.current = Serving(routing, models)
             self.load_error = None
@@ -147,144 +155,82 @@ class Gateway:
 
     # -- predictions ---------------------------------------------------------------------
 
-    async def predict(self, dies: Sequence[Die]) -> dict[str, Any]:
+    async def predict(self, dies: Sequence[Die], body: bytes) -> tuple[dict[str, Any], Copy | None]:
+        """The answer to ``dies`` (parsed from ``body``) and the copy to mirror, if any."""
         state = self.current
         if state is None:
             raise HTTPException(503, detail=self.load_error or "the champion is not loaded yet")
         request_id = uuid.uuid4().hex
-        by_role: dict[str, list[int]] = {}
-        for i, die in enumerate(dies):
-            by_role.setdefault(state.routing.role_for(die.key), []).append(i)
         answers: list[dict[str, Any] | None] = [None] * len(dies)
         failures: list[str] = []
-        for role, indices in by_role.items():
-            model = state.model_of(role)
+        mirrors: list[Mirror] = []
+        for role, indices in _indices_by_role(state.routing, dies).items():
             chosen = [dies[i] for i in indices]
-            started = time.perf_counter()
-            try:
-                proba = await run_in_threadpool(model.predict_good, [d.features for d in chosen])
-                error = None
-            except Exception as exc:
-                proba, error = None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-                failures.append(f"{role} v{model.version}: {error}")
-            seconds = time.perf_counter() - started
-            self._record(request_id, model, role, True, chosen, proba, error, seconds)
-            if proba is not None:
-                for i, p in zip(indices, proba):
-                    answers[i] = _answer(dies[i].key, float(p), model.version, role)
-        if state.routing.shadowing:
-            self._mirror(request_id, state.model_of(CHALLENGER), dies)
+            answered_by, scored = await self._serve(request_id, state, role, chosen)
+            version = state.routing.version_of(answered_by)
+            if scored.error is None:
+                for i, p in zip(indices, scored.proba.tolist()):
+                    answers[i] = _answer(dies[i].key, p, version, answered_by)
+            else:
+                failures.append(f"{answered_by} v{version}: {scored.error}")
+            # Not back to a challenger that just failed on these dies: the champion has them.
+            if state.routing.mirrors and answered_by == role:
+                mirrors.append(_mirror(state.routing, counterpart(role), indices))
+        copy = None
+        if mirrors:
+            copy = Copy(request_id, body, tuple(mirrors), frozenset(state.routing.versions()))
         if failures:
+            if copy is not None:  # no answer to send first
+                await self.mirror.submit(copy)
             raise HTTPException(500, detail={"request_id": request_id, "errors": failures})
-        return {"request_id": request_id, "predictions": answers}
+        return {"request_id": request_id, "predictions": answers}, copy
 
-    def _mirror(self, request_id: str, model: LoadedModel, dies: Sequence[Die]) -> None:
-        """Score a copy with the challenger in the shadow pool; never awaited, never raises."""
-        with self._shadow_lock:
-            if self._shadow_pending >= self.settings.shadow_max_pending:
-                self.metrics.shadow_dropped()
-                return
-            self._shadow_pending += 1
-        try:
-            self._shadow_pool.submit(self._shadow, request_id, model, list(dies))
-        except RuntimeError:  # shutting down
-            with self._shadow_lock:
-                self._shadow_pending -= 1
+    async def _serve(
+        self, request_id: str, state: Serving, role: str, dies: list[Die]
+    ) -> tuple[str, Scored]:
+        """Score ``dies`` with ``role``'s version, or with the champion when the challenger
+        fails; returns who answered and what."""
+        model = state.model_of(role)
+        scored = await run_in_threadpool(self._score, request_id, model, role, dies)
+        if scored.error is None or role == CHAMPION:
+            return role, scored
+        self.metrics.fallback(model.version, len(dies))
+        champion = state.model_of(CHAMPION)
+        return CHAMPION, await run_in_threadpool(self._score, request_id, champion, CHAMPION, dies)
 
-    def _shadow(self, request_id: str, model: LoadedModel, dies: list[Die]) -> None:
-        try:
-            started = time.perf_counter()
-            try:
-                proba, error = model.predict_good([d.features for d in dies]), None
-            except Exception as exc:
-                proba, error = None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-            seconds = time.perf_counter() - started
-            self._record(request_id, model, CHALLENGER, False, dies, proba, error, seconds)
-        except Exception:
-            log.exception("shadow scoring failed")
-        finally:
-            with self._shadow_lock:
-                self._shadow_pending -= 1
+    def _score(self, request_id: str, model: LoadedModel, role: str, dies: list[Die]) -> Scored:
+        """Score ``dies`` for the caller; log them (served rows) and count them."""
+        self._model_threads.apply()
+        scored = score(model, [d.features for d in dies])
+        errors = len(dies) if scored.error else 0
+        self.metrics.observe(model.version, role, "served", len(dies), errors, scored.seconds)
+        keys = [d.key for d in dies]
+        self.prediction_log.add(
+            prediction_rows(request_id, model.version, role, True, keys, scored)
+        )
+        return scored
 
-    def _record(self, request_id, model, role, served, dies, proba, error, seconds) -> None:
-        path = "served" if served else "shadow"
-        errors = len(dies) if error else 0
-        self.metrics.observe(model.version, role, path, len(dies), errors, seconds)
-        at, latency_ms = now(), seconds * 1000.0
-        rows = []
-        for i, die in enumerate(dies):
-            p = None if proba is None else float(proba[i])
-            rows.append(
-                {
-                    "request_id": request_id,
-                    "time": at,
-                    "die_key": die.key,
-                    "version": model.version,
-                    "role": role,
-                    "served": served,
-                    "prediction": None if p is None else int(p >= 0.5),
-                    "probability": p,
-                    "latency_ms": latency_ms,
-                    "error": error,
-                }
-            )
-        if self.prediction_log is not None:
-            self.prediction_log.add(rows)
+
+def _indices_by_role(routing: Routing, dies: Sequence[Die]) -> dict[str, list[int]]:
+    """Positions of the dies each role answers."""
+    by_role: dict[str, list[int]] = {}
+    for i, die in enumerate(dies):
+        by_role.setdefault(routing.role_for(die.key), []).append(i)
+    return by_role
+
+
+def _mirror(routing: Routing, role: str, indices: list[int]) -> Mirror:
+    return Mirror(role, routing.version_of(role), tuple(indices))
 
 
 def _answer(key: str, probability: float, version: int, role: str) -> dict[str, Any]:
     return {
         "die_key": key,
-        "good": probability >= 0.5,
+        "good": probability > 0.5,  # as Pipeline.predict and the evaluation decide
         "probability": probability,
         "version": version,
         "role": role,
     }
-
-
-# -- request parsing -----------------------------------------------------------------------
-
-
-def parse_records(body: Any) -> list[Die]:
-    if isinstance(body, Mapping) and "records" in body:
-        body = body["records"]
-    records = body if isinstance(body, list) else [body]
-    if not records:
-        raise BadRequest("no records")
-    return [_die(record, i) for i, record in enumerate(records)]
-
-
-def die_key(lot_id: Any, wafer_id: Any, x: Any, y: Any) -> str:
-    """``lot:wafer:x:y``, the key predictions join labels on."""
-    return ":".join(_key_part(v) for v in (lot_id, wafer_id, x, y))
-
-
-def _key_part(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def _die(record: Any, index: int) -> Die:
-    if not isinstance(record, Mapping):
-        raise BadRequest(f"record {index} is not a JSON object")
-    key = record.get("die_key")
-    if key is None:
-        missing = [f for f in KEY_FIELDS if record.get(f) is None]
-        if missing:
-            raise BadRequest(f"record {index} has no die_key and lacks {', '.join(missing)}")
-        key = die_key(*(record[f] for f in KEY_FIELDS))
-    elif not isinstance(key, str) or not key:
-        raise BadRequest(f"record {index}: die_key must be a non-empty string")
-    features = {k: v for k, v in record.items() if k not in NOT_FEATURES}
-    nested = record.get("features") or {}
-    if not isinstance(nested, Mapping):
-        raise BadRequest(f"record {index}: features must be an object")
-    features.update(nested)
-    for name, value in features.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise BadRequest(f"record {index}: feature {name!r} is not a number: {value!r}")
-    return Die(str(key), features)
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -320,8 +266,9 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
         try:
-            dies = parse_records(await request.json())
+            dies = parse_records(json.loads(body))
         except (BadRequest, ValueError) as exc:
             gateway.metrics.request("client_error")
             raise HTTPException(422, str(exc)) from exc
@@ -329,12 +276,14 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
             gateway.metrics.request("client_error")
             raise HTTPException(413, f"{len(dies)} records; at most {settings.max_batch}")
         try:
-            answer = await gateway.predict(dies)
+            answer, copy = await gateway.predict(dies, body)
         except HTTPException as exc:
             gateway.metrics.request("unavailable" if exc.status_code == 503 else "server_error")
             raise
         gateway.metrics.request("ok")
-        return JSONResponse(answer)
+        # Handed to the mirror workers once the answer is sent: the caller never waits on it.
+        handover = None if copy is None else BackgroundTask(gateway.mirror.submit, copy)
+        return JSONResponse(answer, background=handover)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

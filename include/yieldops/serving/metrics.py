@@ -1,13 +1,15 @@
-"""Gateway metrics for Prometheus: requests, predictions, errors and latency.
+"""Gateway metrics for Prometheus: requests, predictions, errors, latency and fallbacks.
 
 Predictions, errors and latency are labelled by model version, role and path
-(``served`` or ``shadow``). Each app has its own registry, so two gateways in
-one process (tests) do not share counters.
+(``served``: answered to the caller; ``shadow``: a mirrored copy, either role). Each app
+has its own registry, so two gateways in one process (tests) do not share counters.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -26,7 +28,17 @@ class Metrics:
         self._predictions = counter("predictions", "Dies scored, by model version, role and path.")
         self._errors = counter("errors", "Dies whose scoring failed, by model version, role, path.")
         self._shadow_dropped = counter(
-            "shadow_dropped", "Shadow copies dropped (backlog full).", ()
+            "shadow_dropped", "Dies whose mirrored copy was dropped, not scored.", ()
+        )
+        self._shadow_backlog = Gauge(
+            f"{prefix}_shadow_backlog",
+            "Requests whose mirrored copies are handed to the workers, not scored yet.",
+            registry=self.registry,
+        )
+        self._fallbacks = counter(
+            "fallbacks",
+            "Dies the challenger failed on and the champion answered, by challenger version.",
+            ("version",),
         )
         self._latency = Histogram(
             f"{prefix}_latency_seconds",
@@ -48,8 +60,15 @@ class Metrics:
     def request(self, outcome: str) -> None:
         self._requests.labels(outcome).inc()
 
-    def shadow_dropped(self) -> None:
-        self._shadow_dropped.inc()
+    def shadow_dropped(self, dies: int) -> None:
+        self._shadow_dropped.inc(dies)
+
+    def track_shadow_backlog(self, backlog: Callable[[], int]) -> None:
+        """Read at each scrape, so handing a copy over costs no metric update."""
+        self._shadow_backlog.set_function(backlog)
+
+    def fallback(self, challenger_version: int, dies: int) -> None:
+        self._fallbacks.labels(str(challenger_version)).inc(dies)
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()

@@ -1,8 +1,9 @@
 """The prediction log: one row per scored die, served or shadow.
 
-Rows are queued by the request handlers and inserted in batches by one writer
-thread, so the event loop never waits for the database. Labels join later from the
-curated data on the die key (``lot_id:wafer_id:x:y``).
+The gateway queues its served rows, and one writer thread inserts them in batches, so
+the event loop never waits for the database. The mirror worker process writes its
+unserved rows into the same table itself. Labels join later from the curated data on
+the die key (``lot_id:wafer_id:x:y``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -28,6 +29,9 @@ from sqlalchemy import (
     insert,
     select,
 )
+
+if TYPE_CHECKING:
+    from .models import Scored
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +56,40 @@ predictions = Table(
 _STOP = object()
 
 
-class PredictionLog:
-    def __init__(self, url: str, batch_rows: int = 500, flush_seconds: float = 0.2) -> None:
+class PredictionTable:
+    """The table behind ``url`` (created if missing); rows written by the calling thread."""
+
+    def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url)
         metadata.create_all(self.engine)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(predictions), rows)
+        except Exception:  # the log must never take the gateway down
+            log.exception("could not write %d prediction log rows", len(rows))
+
+    def rows(self, **where: Any) -> list[dict[str, Any]]:
+        query = select(predictions).order_by(predictions.c.id)
+        for name, value in where.items():
+            query = query.where(predictions.c[name] == value)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class PredictionLog(PredictionTable):
+    """Rows queued by any thread, inserted in batches by a writer thread of its own."""
+
+    def __init__(self, url: str, batch_rows: int = 500, flush_seconds: float = 0.2) -> None:
+        super().__init__(url)
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue = queue.Queue()
@@ -77,14 +109,7 @@ class PredictionLog:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
-        self.engine.dispose()
-
-    def rows(self, **where: Any) -> list[dict[str, Any]]:
-        query = select(predictions).order_by(predictions.c.id)
-        for name, value in where.items():
-            query = query.where(predictions.c[name] == value)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        super().close()
 
     def _run(self) -> None:
         pending: list[dict[str, Any]] = []
@@ -97,21 +122,40 @@ class PredictionLog:
                 pending.append(item)
                 if len(pending) < self.batch_rows:
                     continue
-            self._write(pending)
+            self.write(pending)
             pending = []
             if isinstance(item, threading.Event):
                 item.set()
             elif item is _STOP:
                 return
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(predictions), rows)
-        except Exception:  # the log must never take the gateway down
-            log.exception("could not write %d prediction log rows", len(rows))
+
+def prediction_rows(
+    request_id: str,
+    version: int,
+    role: str,
+    served: bool,
+    die_keys: Sequence[str],
+    scored: Scored,
+) -> list[dict[str, Any]]:
+    """The log rows of one model call, one per die."""
+    at, latency_ms = now(), scored.seconds * 1000.0
+    proba = [None] * len(die_keys) if scored.proba is None else scored.proba.tolist()
+    return [
+        {
+            "request_id": request_id,
+            "time": at,
+            "die_key": key,
+            "version": version,
+            "role": role,
+            "served": served,
+            "prediction": None if p is None else int(p > 0.5),
+            "probability": p,
+            "latency_ms": latency_ms,
+            "error": scored.error,
+        }
+        for key, p in zip(die_keys, proba)
+    ]
 
 
 def now() -> datetime:

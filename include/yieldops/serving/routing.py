@@ -3,11 +3,15 @@
 Modes:
 
 - ``off``: the champion answers everything.
-- ``shadow``: the champion answers; the challenger scores a copy off the request path.
+- ``shadow``: the champion answers everything.
 - ``canary``: the challenger answers the dies whose key hashes below ``weight`` (0-100);
   sticky: the same die key always lands on the same side for a given weight.
 - ``bluegreen``: ``live`` (``champion`` or ``challenger``) answers everything; both stay
   loaded so switching back is instant.
+
+In every mode but ``off`` the table mirrors: the version that does not answer a die
+scores a copy of it off the request path, so the rollout analysis compares both
+versions on the same dies.
 
 Persisted as a JSON file written aside and renamed, so a restart keeps it and a crash
 never leaves half a file.
@@ -80,8 +84,9 @@ class Routing:
         return version
 
     @property
-    def shadowing(self) -> bool:
-        return self.mode == "shadow"
+    def mirrors(self) -> bool:
+        """Whether the version that does not answer a die scores a copy of it."""
+        return self.mode != "off"
 
     # -- changes and storage -----------------------------------------------------------
 
@@ -109,6 +114,11 @@ class Routing:
         if unknown:
             raise RoutingError(f"unknown routing fields: {', '.join(sorted(unknown))}")
         return cls(**dict(data))
+
+
+def counterpart(role: str) -> str:
+    """The other role: who scores the mirrored copy of a die ``role`` answers."""
+    return CHALLENGER if role == CHAMPION else CHAMPION
 
 
 def bucket(die_key: str) -> int:

@@ -22,9 +22,12 @@ class GatewaySettings:
     # Champion when no routing file exists yet; None: the MLflow alias ``champion``.
     initial_champion: int | None = None
     mlflow_tracking_uri: str = ""
-    # Shadow requests waiting beyond this are dropped (counted), never queued without end.
-    shadow_max_pending: int = 64
-    shadow_workers: int = 2
+    # Mirrored copies are scored by worker processes, not in the gateway's interpreter.
+    mirror_processes: int = 1
+    # Requests whose copies wait beyond this are dropped (counted), never queued without end.
+    mirror_max_pending: int = 64
+    # Added to the workers' nice value: when the CPU is short, the callers get it first.
+    mirror_niceness: int = 10
     # Prediction log writer: rows per insert and the longest wait before writing.
     log_batch_rows: int = 500
     log_flush_seconds: float = 0.2
@@ -49,6 +52,8 @@ def load_gateway_settings() -> GatewaySettings:
         admin_token=env("YIELDOPS_GATEWAY_ADMIN_TOKEN", ""),
         initial_champion=int(champion) if champion else None,
         mlflow_tracking_uri=env("MLFLOW_TRACKING_URI", ""),
+        mirror_processes=int(env("YIELDOPS_GATEWAY_MIRROR_PROCESSES", "1")),
+        mirror_niceness=int(env("YIELDOPS_GATEWAY_MIRROR_NICENESS", "10")),
         host=env("YIELDOPS_GATEWAY_HOST", "127.0.0.1"),
         port=int(env("YIELDOPS_GATEWAY_PORT", "8080")),
     )
