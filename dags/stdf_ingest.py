@@ -54,14 +54,14 @@ Params: `reprocess_key` / `reprocess_lot` take finished files again,
     default_args={"owner": "yieldops", "retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
         "reprocess_key": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Reprocess file",
             description="Landing key of a file to ingest again, even if curated or quarantined.",
         ),
         "reprocess_lot": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Reprocess lot",
             description="Lot id whose files are ingested again.",
         ),
@@ -103,7 +103,9 @@ def stdf_ingest():
             NewStdfFilesSensor(
                 task_id="wait_for_files",
                 poke_interval=SETTINGS.sensor_poke_seconds,
-                timeout=24 * 3600,
+                # Bounded, so a continuous run waiting for files gives way now and
+                # then to runs triggered by hand (the DAG runs one at a time).
+                timeout=SETTINGS.sensor_timeout_seconds,
                 soft_fail=True,
             )
             >> claimed

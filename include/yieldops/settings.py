@@ -35,6 +35,8 @@ class Settings:
     sweep_cron: str = "*/30 * * * *"
     # How often the ingest sensor looks for new files (sensor mode).
     sensor_poke_seconds: float = 30.0
+    # How long one continuous run waits before ending (skipped) and the next one starts.
+    sensor_timeout_seconds: float = 3600.0
     # Empty: a local MLflow store under home (see yieldops.training.registry).
     mlflow_tracking_uri: str = ""
     # The rollout audit log (SQLAlchemy URL).
@@ -66,6 +68,7 @@ def load_settings() -> Settings:
         aws_conn_id=_env("YIELDOPS_AWS_CONN_ID", "aws_default"),
         sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
         sensor_poke_seconds=float(_env("YIELDOPS_SENSOR_POKE_SECONDS", "30")),
+        sensor_timeout_seconds=float(_env("YIELDOPS_SENSOR_TIMEOUT_SECONDS", "3600")),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
         rollout_db_url=_env("YIELDOPS_ROLLOUT_DB_URL", f"sqlite:///{home / 'rollout.db'}"),
         rollout_step_seconds=int(_env("YIELDOPS_ROLLOUT_STEP_SECONDS", "300")),

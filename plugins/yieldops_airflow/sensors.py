@@ -36,6 +36,10 @@ class NewStdfFilesSensor(BaseSensorOperator):
         return bool(keys)
 
     def execute(self, context) -> Any:
+        if context["dag_run"].run_type == "manual":
+            # Someone asked for this run (reprocess, dry run): take what is there now.
+            self.log.info("manual run: not waiting for new files")
+            return None
         if not self.deferrable:
             return super().execute(context)
         if not self.poke(context):

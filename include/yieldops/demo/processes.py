@@ -6,6 +6,7 @@ cleaned up by the next one (only the recorded pids whose command line still matc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,8 +67,14 @@ class Service:
 
     def stop(self, timeout: float = 30) -> None:
         if self.process is not None and self.process.poll() is None:
+            # Some grandchildren start groups of their own (Airflow's LocalExecutor workers):
+            # note them first, so none outlives the stack.
+            family = descendants(self.process.pid)
             stop_group(self.process.pid, timeout)
             self.process.wait(timeout=5)
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def stop_group(pid: int, timeout: float = 30) -> None:
@@ -83,6 +90,22 @@ def stop_group(pid: int, timeout: float = 30) -> None:
             if not _group_alive(pid):
                 return
             time.sleep(0.2)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children of children...), from /proc."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

@@ -31,6 +31,7 @@ DEMO_ROLLOUT = {
     "YIELDOPS_ROLLOUT_POLL_SECONDS": "2",
     "YIELDOPS_ROLLOUT_CANARY_STEPS": "5,25,50,100",
     "YIELDOPS_SENSOR_POKE_SECONDS": "5",
+    "YIELDOPS_SENSOR_TIMEOUT_SECONDS": "30",  # manual runs wait at most this to start
 }
 
 

@@ -77,8 +77,6 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> int:
     """The demo, start to summary; 0 when a champion serves at the end."""
-    from yieldops.synth import PRODUCTS, synthesize
-
     home = Path(home).resolve()
     stop_leftovers(home / "pids.json")
     shutil.rmtree(home, ignore_errors=True)  # a second run starts clean
@@ -92,7 +90,7 @@ def run_demo(
 
         say(f"\n1. landing {lots} healthy baseline lots of {PRODUCT} in {stack.landing}")
         first_landed = time.monotonic()
-        synthesize(stack.landing, lots, wafers, seed, PRODUCTS[PRODUCT], drift=BASELINE_DRIFT)
+        land_lots(stack, lots=lots, wafers_per_lot=wafers, seed=seed, drift=BASELINE_DRIFT)
         _wait(follower, deadline, lambda: _champion_serving(stack), "a champion serving")
         first_champion = time.monotonic() - first_landed
 
@@ -102,7 +100,7 @@ def run_demo(
 
         say("\n3. landing a lot whose process drifted: retrain, then shadow and canary")
         drift_landed = datetime.now(timezone.utc)
-        synthesize(stack.landing, 1, wafers, seed, PRODUCTS[PRODUCT], drift=DRIFTED, first_lot=lots)
+        land_lots(stack, lots=1, wafers_per_lot=wafers, seed=seed, drift=DRIFTED, first_lot=lots)
         _wait(follower, deadline, lambda: _retrained_and_rolled(follower, drift_landed), "rollout")
         follower.poll()
         say("\n4. summary")
@@ -121,6 +119,19 @@ def run_demo(
     finally:
         stop_replay.set()
         stack.stop()
+
+
+def land_lots(stack: DemoStack, **lots: Any) -> list[Path]:
+    """Synthetic lots written aside, then moved into the landing zone together, as a
+    tester's upload would appear (the sensor never sees half a batch)."""
+    from yieldops.synth import PRODUCTS, synthesize
+
+    outbox = stack.home / "outbox"
+    paths = synthesize(outbox, product=PRODUCTS[PRODUCT], **lots)
+    landed = [stack.landing / path.name for path in paths]
+    for path, target in zip(paths, landed):
+        path.replace(target)
+    return landed
 
 
 def _where_to_look(stack: DemoStack, say: Callable[[str], None]) -> None:
