@@ -151,6 +151,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The three DAGs in this process (dag.test) on the given STDF files."""
+    from yieldops.demo.inprocess import run_files
+
+    return run_files(args.files, args.home)
+
+
 def cmd_traffic_replay(args: argparse.Namespace) -> int:
     """Curated dies to a gateway at a steady rate; exit 1 when any request failed."""
     from yieldops.config import product
@@ -243,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, help="stop after this many dies")
     replay.add_argument("--duration", type=float, help="stop after this many seconds")
     replay.set_defaults(run=cmd_traffic_replay)
+
+    run = commands.add_parser(
+        "run", help="ingest, train and roll out given STDF files in this process (no servers)"
+    )
+    run.add_argument("files", nargs="+", type=Path)
+    run.add_argument("--home", type=Path, default=Path("var/run"), help="data and Airflow home")
+    run.set_defaults(run=cmd_run)
 
     rollout = commands.add_parser("rollout", help="model rollouts")
     audit = rollout.add_subparsers(dest="rollout_command", required=True).add_parser(
