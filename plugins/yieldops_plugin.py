@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from yieldops_airflow.links import DATA_DOCS_URL_PREFIX, DataDocsLink
+from yieldops_airflow.links import (
+    DATA_DOCS_URL_PREFIX,
+    DataDocsLink,
+    MlflowRunLink,
+    WaferMapsLink,
+)
 
 ROLLOUTS_AUDIT_ROWS = 500
 
@@ -78,7 +83,7 @@ def _yieldops_app():
 
 class YieldopsPlugin(AirflowPlugin):
     name = "yieldops"
-    global_operator_extra_links = [DataDocsLink()]
+    global_operator_extra_links = [DataDocsLink(), MlflowRunLink(), WaferMapsLink()]
     fastapi_apps = [
         {
             "app": _yieldops_app(),

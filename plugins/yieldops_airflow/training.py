@@ -12,6 +12,7 @@ import logging
 import re
 from pathlib import Path
 
+from yieldops_airflow.links import mlflow_run_urls
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
 from yieldops_airflow.schedules import challenger_asset_name
@@ -182,8 +183,9 @@ def _log_run(run: dict, tags: dict) -> str:
     config = _config(run)
     probability = np.asarray(predict_good_proba(model, holdout, columns))
     evaluation = json.loads((Path(run["run_dir"]) / "evaluation.json").read_text())["challenger"]
-    return log_training_run(
-        _open_experiment(run["product"]),
+    experiment = _open_experiment(run["product"])
+    mlflow_run = log_training_run(
+        experiment,
         model,
         feature_matrix(train_frame, columns),
         train_frame["good"].to_numpy(),
@@ -198,6 +200,18 @@ def _log_run(run: dict, tags: dict) -> str:
         run_name=f"{run['product']} {run['run_id']}",
         tags={"airflow_run_id": run["run_id"], **tags},
     )
+    _link_mlflow_run(experiment, mlflow_run)
+    return mlflow_run
+
+
+def _link_mlflow_run(experiment_id: str, mlflow_run: str) -> None:
+    """The task's "MLflow run" and "Wafer maps" buttons (only for a tracking server)."""
+    import mlflow
+    from airflow.sdk import get_current_context
+
+    ti = get_current_context()["ti"]
+    for key, url in mlflow_run_urls(mlflow.get_tracking_uri(), experiment_id, mlflow_run).items():
+        ti.xcom_push(key=key, value=url)
 
 
 def _pictures(holdout, good_probability, evaluation: dict, config) -> dict[str, bytes]:
