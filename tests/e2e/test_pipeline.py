@@ -49,6 +49,14 @@ def _ingested_files(api: httpx.Client, run_id: str) -> int:
     return sum(t["task_id"] == "ingest" and t["state"] == "success" for t in tasks)
 
 
+def _started_by(api: httpx.Client, dag_id: str, run: dict) -> set[tuple[str, str]]:
+    """(DAG, run) that emitted the asset events which started ``run``."""
+    path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
+    events = api.get(path).json()["asset_events"]
+    assert events, f"{dag_id} {run['dag_run_id']} was not started by an asset event"
+    return {(e["source_dag_id"], e["source_run_id"]) for e in events}
+
+
 def test_the_three_dags_succeed_in_order(landed):
     training, rollout = (_first_success(landed, d) for d in DAGS[1:])
     # Continuous ingest runs that found nothing end too: the ones that curated the lots.
@@ -58,10 +66,12 @@ def test_the_three_dags_succeed_in_order(landed):
         if r["state"] == "success" and (files := _ingested_files(landed, r["dag_run_id"]))
     }
     assert sum(files for _, files in curated.values()) == 3
-    first_curated = min(_at(r["end_date"]) for r, _ in curated.values())
-    assert first_curated <= _at(training["start_date"])
+    # In order: each run was started by an asset event the previous DAG's run emitted.
+    assert _started_by(landed, "yield_training", training) <= {("stdf_ingest", r) for r in curated}
+    assert _started_by(landed, "model_rollout", rollout) == {
+        ("yield_training", training["dag_run_id"])
+    }
     assert _at(training["start_date"]) <= _at(rollout["start_date"])
-    assert training["run_type"] == rollout["run_type"] == "asset_triggered"
     tasks = landed.get(f"/dags/model_rollout/dagRuns/{rollout['dag_run_id']}/taskInstances")
     states = {t["task_id"]: t["state"] for t in tasks.json()["task_instances"]}
     assert states["promote"] == "success" and states["adc-local.offline_check"] == "success"
