@@ -87,9 +87,11 @@ def _models(data, config) -> dict:
     X, y = data.X(), data.y()
     shuffled = np.random.default_rng(3).permutation(y)
     deeper = config.model.model_copy(update={"params": {**config.model.params, "max_iter": 200}})
+    longer = config.model.model_copy(update={"params": {**config.model.params, "max_iter": 250}})
     return {
         "champion": (train(data.frame, data.feature_columns, config.model), X),
         "good": (train(data.frame, data.feature_columns, deeper), X),
+        "good_again": (train(data.frame, data.feature_columns, longer), X),
         # Worse accuracy: the same recipe on shuffled labels.
         "inaccurate": (
             train(data.frame.assign(good=shuffled), data.feature_columns, config.model),
@@ -342,3 +344,34 @@ def test_the_rollouts_page_shows_routing_steps_numbers_and_audit(fab, gateway):
     assert page.status_code == 200
     assert "<svg class='step-chart'" in page.text and "canary-50" in page.text
     assert YieldopsPlugin.external_views[0]["name"] == "Rollouts"
+
+
+def test_blue_green_switches_all_traffic_at_once_then_promotes(fab, gateway):
+    before, version = fab["versions"]["good"], fab["versions"]["good_again"]
+    with traffic(fab, gateway) as box:
+        run = _dag().test(
+            run_conf={**FAST, "model": MODEL, "version": version, "strategy": "bluegreen"}
+        )
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["pmic-local.step_1.analyse"] == "success"
+    assert states["pmic-local.step_2.set_routing"] == "skipped"
+    switch = next(r for r in _audit(fab, run) if r["event"] == "routing" and r["step"] == "switch")
+    assert (switch["details"]["mode"], switch["details"]["live"]) == ("bluegreen", "challenger")
+    assert registry.alias_version(MODEL, registry.CHAMPION) == version
+    assert before in _routing(gateway)["loaded"]
+    assert box["report"].failed == 0, box["report"].errors
+
+
+def test_restore_brings_back_an_earlier_champion_in_one_run(fab, gateway):
+    first = fab["versions"]["champion"]
+    run = _dag().test(run_conf={**FAST, "model": MODEL, "version": first, "strategy": "restore"})
+    assert run.state == "success", _states(run)
+    assert registry.alias_version(MODEL, registry.CHAMPION) == first
+    routing = _routing(gateway)
+    assert (routing["champion"], routing["mode"]) == (first, "off")
+    never_served = fab["versions"]["slow"]
+    refused = _dag().test(
+        run_conf={**FAST, "model": MODEL, "version": never_served, "strategy": "restore"}
+    )
+    assert refused.state == "failed" and _states(refused)["plan"] == "failed"
