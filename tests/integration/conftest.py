@@ -173,3 +173,23 @@ def serve_gateway(settings, loader, ready: bool = True) -> Iterator[tuple[httpx.
         server.should_exit = True
         thread.join(timeout=15)
         assert not thread.is_alive(), "the server thread did not stop"
+
+
+def load_dag(dag_id: str):
+    """A DAG of this project's dags/ folder, parsed as Airflow parses it (no import error)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from tests.conftest import ROOT
+
+    bag = DagBag(dag_folder=ROOT / "dags" / f"{dag_id}.py")
+    assert not bag.import_errors
+    return bag.dags[dag_id]
+
+
+def task_states(run) -> dict[str, str]:
+    """Task id -> state of a DAG run (mapped tasks: their first instance)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+        return {ti.task_id: ti.state for ti in tis if ti.map_index < 1}

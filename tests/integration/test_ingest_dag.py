@@ -8,6 +8,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+from tests.integration.conftest import load_dag
 
 from yieldops.landing.ledger import CURATED, QUARANTINED, Ledger
 from yieldops.stdf.writer import StdfWriter
@@ -46,15 +47,6 @@ def plant(tmp_path, monkeypatch, airflow_db):
     return home
 
 
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-    from tests.conftest import ROOT
-
-    bag = DagBag(dag_folder=ROOT / "dags" / "stdf_ingest.py")
-    assert not bag.import_errors
-    return bag.dags["stdf_ingest"]
-
-
 def _task_states(run) -> dict[tuple[str, int], str]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -65,7 +57,7 @@ def _task_states(run) -> dict[tuple[str, int], str]:
 
 
 def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, monkeypatch):
-    run = _dag().test()
+    run = load_dag("stdf_ingest").test()
 
     # The run is visibly degraded: two files were quarantined.
     assert run.state == "failed"
@@ -110,7 +102,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
 
     # Nothing new landed: a second run claims nothing and changes nothing.
     monkeypatch.setenv("YIELDOPS_INGEST_TRIGGER", "sweep")
-    second = _dag().test()
+    second = load_dag("stdf_ingest").test()
     assert second.state == "success"
     assert not [k for k in _task_states(second) if k[0] == "ingest" and k[1] >= 0]
     assert {e.source_key: (e.status, e.attempts) for e in ledger.entries()} == {
@@ -120,12 +112,12 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
 
     # A dry run lists a newly landed file without claiming it.
     synthesize(plant / "landing" / "tester-c", lots=1, wafers_per_lot=1, seed=3, first_lot=3)
-    dry = _dag().test(run_conf={"dry_run": True})
+    dry = load_dag("stdf_ingest").test(run_conf={"dry_run": True})
     assert dry.state == "success"
     assert len(ledger.entries()) == len(entries)
 
     # Reprocessing a lot takes its file again (with the new one) and replaces its output.
-    third = _dag().test(run_conf={"reprocess_lot": "S3-L002"})
+    third = load_dag("stdf_ingest").test(run_conf={"reprocess_lot": "S3-L002"})
     assert third.state == "success"
     by_lot = {e.lot_id: e for e in ledger.entries()}
     assert (by_lot["S3-L002"].status, by_lot["S3-L002"].attempts) == (CURATED, 2)

@@ -25,7 +25,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from tests.integration.conftest import _stop, free_port
+from tests.integration.conftest import _stop, free_port, load_dag, task_states
 
 from yieldops.config import product
 from yieldops.curated.dataset import write_file_tables
@@ -187,24 +187,6 @@ def traffic(fab, url: str):
         thread.join(timeout=30)
 
 
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-    from tests.conftest import ROOT
-
-    bag = DagBag(dag_folder=ROOT / "dags" / "model_rollout.py")
-    assert not bag.import_errors
-    return bag.dags["model_rollout"]
-
-
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
-        return {ti.task_id: ti.state for ti in tis}
-
-
 def _routing(url: str) -> dict:
     return httpx.get(f"{url}/v1/routing", timeout=5).json()
 
@@ -227,9 +209,11 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
 ):
     champion, version = fab["versions"]["champion"], fab["versions"][bad]
     with traffic(fab, gateway) as box:
-        run = _dag().test(run_conf={**LIVE_ONLY, "model": MODEL, "version": version})
+        run = load_dag("model_rollout").test(
+            run_conf={**LIVE_ONLY, "model": MODEL, "version": version}
+        )
     assert run.state == "failed"
-    states = _states(run)
+    states = task_states(run)
     assert states["pmic-local.shadow.analyse"] == "failed"
     assert states["rollback"] == "success"
     assert states["promote"] == "upstream_failed"
@@ -271,8 +255,8 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
 def test_the_offline_check_stops_an_inaccurate_challenger_before_any_routing(fab, gateway):
     champion, version = fab["versions"]["champion"], fab["versions"]["inaccurate"]
     before = _routing(gateway)
-    run = _dag().test(run_conf={**FAST, "model": MODEL, "version": version})
-    states = _states(run)
+    run = load_dag("model_rollout").test(run_conf={**FAST, "model": MODEL, "version": version})
+    states = task_states(run)
     assert run.state == "failed"
     assert states["pmic-local.offline_check"] == "failed"
     assert states["pmic-local.shadow.set_routing"] == "upstream_failed"
@@ -286,8 +270,8 @@ def test_the_offline_check_stops_an_inaccurate_challenger_before_any_routing(fab
 def test_a_good_challenger_goes_through_shadow_and_canary_to_champion(fab, gateway):
     champion, version = fab["versions"]["champion"], fab["versions"]["good"]
     with traffic(fab, gateway) as box:
-        run = _dag().test(run_conf={**FAST, "model": MODEL, "version": version})
-    states = _states(run)
+        run = load_dag("model_rollout").test(run_conf={**FAST, "model": MODEL, "version": version})
+    states = task_states(run)
     assert run.state == "success", states
     for group in ("shadow", "step_1", "step_2", "step_3", "step_4"):
         assert states[f"pmic-local.{group}.analyse"] == "success"
@@ -312,7 +296,7 @@ def test_a_good_challenger_goes_through_shadow_and_canary_to_champion(fab, gatew
 
 
 def test_targets_follow_each_other_in_yaml_order_and_every_task_can_trigger_the_rollback():
-    dag = _dag()
+    dag = load_dag("model_rollout")
     assert "adc-local.target_done" in dag.get_task("pmic-local.offline_check").upstream_task_ids
     assert dag.get_task("pmic-local.target_done").downstream_task_ids >= {"approval_required"}
     rollback = dag.get_task("rollback")
@@ -349,10 +333,10 @@ def test_the_rollouts_page_shows_routing_steps_numbers_and_audit(fab, gateway):
 def test_blue_green_switches_all_traffic_at_once_then_promotes(fab, gateway):
     before, version = fab["versions"]["good"], fab["versions"]["good_again"]
     with traffic(fab, gateway) as box:
-        run = _dag().test(
+        run = load_dag("model_rollout").test(
             run_conf={**FAST, "model": MODEL, "version": version, "strategy": "bluegreen"}
         )
-    states = _states(run)
+    states = task_states(run)
     assert run.state == "success", states
     assert states["pmic-local.step_1.analyse"] == "success"
     assert states["pmic-local.step_2.set_routing"] == "skipped"
@@ -365,13 +349,15 @@ def test_blue_green_switches_all_traffic_at_once_then_promotes(fab, gateway):
 
 def test_restore_brings_back_an_earlier_champion_in_one_run(fab, gateway):
     first = fab["versions"]["champion"]
-    run = _dag().test(run_conf={**FAST, "model": MODEL, "version": first, "strategy": "restore"})
-    assert run.state == "success", _states(run)
+    run = load_dag("model_rollout").test(
+        run_conf={**FAST, "model": MODEL, "version": first, "strategy": "restore"}
+    )
+    assert run.state == "success", task_states(run)
     assert registry.alias_version(MODEL, registry.CHAMPION) == first
     routing = _routing(gateway)
     assert (routing["champion"], routing["mode"]) == (first, "off")
     never_served = fab["versions"]["slow"]
-    refused = _dag().test(
+    refused = load_dag("model_rollout").test(
         run_conf={**FAST, "model": MODEL, "version": never_served, "strategy": "restore"}
     )
-    assert refused.state == "failed" and _states(refused)["plan"] == "failed"
+    assert refused.state == "failed" and task_states(refused)["plan"] == "failed"

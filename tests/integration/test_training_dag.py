@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.integration.conftest import load_dag, task_states
 
 from yieldops.curated.dataset import write_file_tables
 from yieldops.stdf import read_tables
@@ -38,24 +39,6 @@ def _curate(paths, home) -> None:
         lot_id = tables["lots"]["lot_id"][0].as_py()
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         write_file_tables(tables, home / "curated", PRODUCT, lot_id, sha)
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-    from tests.conftest import ROOT
-
-    bag = DagBag(dag_folder=ROOT / "dags" / "yield_training.py")
-    assert not bag.import_errors
-    return bag.dags["yield_training"]
-
-
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
-        return {ti.task_id: ti.state for ti in tis if ti.map_index < 1}
 
 
 def _asset_events(name: str) -> int:
@@ -90,12 +73,12 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
 
     from yieldops.training.registry import register_challenger
 
-    dag = _dag()
+    dag = load_dag("yield_training")
 
     # 1. No champion yet: the absolute gate alone decides; version 1 becomes the challenger.
     first = dag.test(run_conf={"product": PRODUCT})
     assert first.state == "success"
-    states = _states(first)
+    states = task_states(first)
     assert states["register"] == "success" and states["reject"] == "skipped"
     client = _client(curated)
     v1 = client.get_model_version_by_alias(MODEL, "challenger")
@@ -128,7 +111,7 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
     _shuffle_labels(curated)
     second = dag.test(run_conf={"product": PRODUCT})
     assert second.state == "success"
-    states = _states(second)
+    states = task_states(second)
     assert states["register"] == "skipped" and states["reject"] == "success"
     assert [int(v.version) for v in client.search_model_versions(f"name='{MODEL}'")] == [1]
     rejected = client.search_runs(
@@ -143,7 +126,7 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
     client.set_registered_model_alias(MODEL, "champion", str(weak))
     _curate(sorted((tmp_path / "stdf").iterdir()), curated)  # the true labels again
     third = dag.test(run_conf={"product": PRODUCT})
-    assert third.state == "success" and _states(third)["register"] == "success"
+    assert third.state == "success" and task_states(third)["register"] == "success"
     latest = client.get_model_version_by_alias(MODEL, "challenger")
     assert int(latest.version) == 3
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == weak
