@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -25,10 +24,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     insert,
     select,
 )
+
+from ..database import engine_with_tables
 
 EVENTS = (
     "offline_check",  # the model on the target's recent curated data
@@ -76,10 +76,7 @@ class RolloutRef:
 
 class AuditLog:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
-        metadata.create_all(self.engine)
+        self.engine = engine_with_tables(url, metadata)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,7 +13,6 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -25,10 +24,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
     select,
 )
+
+from ..database import engine_with_tables
 
 if TYPE_CHECKING:
     from .models import Scored
@@ -60,10 +60,7 @@ class PredictionTable:
     """The table behind ``url`` (created if missing); rows written by the calling thread."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
-        metadata.create_all(self.engine)
+        self.engine = engine_with_tables(url, metadata)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
