@@ -43,6 +43,7 @@ constraints:
 	$(PYTHON) -m pip install --quiet "uv==0.13.8"
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra oracle \
 	  -c requirements/pins.in --python-version $(PYVER) -o $(CONSTRAINTS)
+# CI images run 3.10 and 3.12 too: `make constraints PYVER=3.10` (uv resolves for a Python it does not have)
 
 clean:
 	rm -rf $(VENV) var build dist .pytest_cache .ruff_cache
