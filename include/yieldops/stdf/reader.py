@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,15 @@ from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIM
 from . import kernels
 from .errors import RecordLengthError, TruncatedError
 from .records import RecordBlock
-from .source import DEFAULT_CHUNK_SIZE, ChunkReader, Source, byte_order, open_stdf, source_name
+from .source import (
+    DEFAULT_CHUNK_SIZE,
+    ByteStream,
+    ChunkReader,
+    Source,
+    byte_order,
+    open_stdf,
+    source_name,
+)
 from .spec import BY_TYPE, RECORDS, V4_2007_RECORDS
 
 # Every record type gets a small kind number; 0 is a type this reader does not know.
@@ -382,7 +391,7 @@ class _FileDecoder:
 
     def _lots(self) -> pa.Table:
         mir, mrr, wcr = (self.first.get(n, {}) for n in ("MIR", "MRR", "WCR"))
-        row = {
+        row: dict[str, Any] = {
             "lot_id": mir.get("LOT_ID"), "product": mir.get("PART_TYP"),
             "sublot_id": mir.get("SBLOT_ID"), "tester_type": mir.get("TSTR_TYP"),
             "tester_node": mir.get("NODE_NAM"), "job_name": mir.get("JOB_NAM"),
@@ -404,16 +413,16 @@ class _FileDecoder:
         return pa.Table.from_pylist([row], schema=LOTS)
 
     def _wafer_table(self) -> pa.Table:
-        if not self.wafer_starts and not self.wafer_ends:
-            return WAFERS.empty_table()
         starts = pa.concat_tables(self.wafer_starts) if self.wafer_starts else None
         ends = pa.concat_tables(self.wafer_ends) if self.wafer_ends else None
-        if starts is None:
-            joined = ends.rename_columns({"end_head": "head"})
-        elif ends is None:
-            joined = starts.rename_columns({"start_wafer_id": "wafer_id"})
-        else:
+        if starts is not None and ends is not None:
             joined = starts.join(ends, "wafer_index", join_type="full outer")
+        elif starts is not None:
+            joined = starts.rename_columns({"start_wafer_id": "wafer_id"})
+        elif ends is not None:
+            joined = ends.rename_columns({"end_head": "head"})
+        else:
+            return WAFERS.empty_table()
         columns = {}
         for name in WAFERS.names:
             if name in joined.column_names:
@@ -504,8 +513,6 @@ def _first_record(block: RecordBlock) -> dict:
 
 def _definitions(full: RecordBlock, name: str) -> pa.Table:
     """Test definition rows from the first record of each test, limits masked by OPT_FLAG."""
-    has_opt = full.has("OPT_FLAG") if name != "FTR" else np.zeros(len(full), dtype=bool)
-    opt = np.where(has_opt, full.ints("OPT_FLAG"), 0xFF) if name != "FTR" else None
     table = {
         "test_num": full.column("TEST_NUM"),
         "record": pa.array([name] * len(full), pa.string()),
@@ -514,6 +521,8 @@ def _definitions(full: RecordBlock, name: str) -> pa.Table:
     if name != "FTR":
         # OPT_FLAG: 0x10/0x40 no valid low limit, 0x20/0x80 no valid high limit,
         # 0x04/0x08 no low/high spec limit, 0x01 RES_SCAL invalid.
+        opt = np.where(full.has("OPT_FLAG"), full.ints("OPT_FLAG"), 0xFF)
+
         def limit(field: str, bits: int) -> pa.Array:
             return _array(full.floats(field), pa.float32(), full.has(field) & ((opt & bits) == 0))
 
@@ -550,7 +559,7 @@ class _Chunk:
         return np.flatnonzero(self.kinds == KIND[kind])
 
 
-def _scan_chunks(path: str, stream, chunk_size: int) -> Iterator[tuple[bool, _Chunk]]:
+def _scan_chunks(path: str, stream: ByteStream, chunk_size: int) -> Iterator[tuple[bool, _Chunk]]:
     """Yield (little-endian?, chunk) for each buffer fill; raises on a truncated end."""
     chunks = ChunkReader(stream, path, chunk_size)
     chunks.fill(0)
@@ -591,6 +600,8 @@ def iter_tables(
             yield "results", results
             if progress:
                 progress(chunk.consumed)
+    if decoder is None:
+        raise RuntimeError(f"{path}: no chunk was scanned")  # _scan_chunks yields one at least
     yield from decoder.finish().items()
 
 

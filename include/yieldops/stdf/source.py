@@ -9,7 +9,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -23,6 +23,12 @@ _BZIP2_MAGIC = b"BZh"
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
 
 
+class ByteStream(Protocol):
+    """What the reader reads from: any binary stream (``typing.BinaryIO`` lacks ``readinto``)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
 def source_name(src: Source) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
@@ -30,18 +36,20 @@ def source_name(src: Source) -> str:
 
 
 @contextmanager
-def open_stdf(src: Source) -> Iterator[BinaryIO]:
+def open_stdf(src: Source) -> Iterator[ByteStream]:
     """Open a path or wrap a binary stream, decompressing gzip or bzip2 by their magic bytes."""
     raw: BinaryIO = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src  # noqa: SIM115
     try:
-        stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+        # Here and at the last yield: typeshed's BinaryIO has no readinto, which every
+        # binary stream has (python/typeshed#6596).
+        stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
         magic = stream.peek(3)[:3]
         if magic.startswith(_GZIP_MAGIC):
             yield gzip.GzipFile(fileobj=stream, mode="rb")
         elif magic.startswith(_BZIP2_MAGIC):
             yield bz2.BZ2File(stream, mode="rb")
         else:
-            yield stream
+            yield stream  # type: ignore[misc]
     finally:
         if raw is not src:
             raw.close()
@@ -75,7 +83,7 @@ class ChunkReader:
     ``chunk_size`` more; ``base`` is the stream offset of ``buffer[0]``.
     """
 
-    def __init__(self, stream: BinaryIO, path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, stream: ByteStream, path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         self.stream = stream
         self.path = path
         self.buffer = np.empty(max(chunk_size, 1 << 16) + MAX_RECORD, dtype=np.uint8)
@@ -88,7 +96,7 @@ class ChunkReader:
         self.buffer[:carried] = self.buffer[carry_from : self.end]
         self.base += carry_from
         self.end = carried
-        view = memoryview(self.buffer)
+        view = self.buffer.data
         try:
             while self.end < len(self.buffer) and not self.eof:
                 got = self.stream.readinto(view[self.end :])

@@ -52,7 +52,7 @@ class StdfWriter:
         return struct.pack(self.byte_order + "HBB", len(body), spec.typ, spec.sub) + body
 
     def _field(self, field: Field, value: Any, values: Mapping[str, Any]) -> bytes:
-        if field.is_array:
+        if field.count_field is not None:  # a kxT array
             items = list(value or ())
             count = values.get(field.count_field, 0) or 0
             if len(items) != count:
