@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from yieldops_airflow.links import (
-    DATA_DOCS_URL_PREFIX,
-    DataDocsLink,
-    MlflowRunLink,
-    WaferMapsLink,
-)
+from yieldops_airflow.links import PLUGIN_URL_PREFIX, DataDocsLink, MlflowRunLink, WaferMapsLink
 
 ROLLOUTS_AUDIT_ROWS = 500
 
@@ -40,12 +35,39 @@ def _rollouts_overview() -> list[dict]:
     return overview(load_targets(), records, _gateway_routing)
 
 
+def _wafer_maps_page(run_id: str) -> str | None:
+    """The pictures of an MLflow training run on one page; None when there is no such run."""
+    from mlflow.exceptions import MlflowException
+
+    from yieldops.settings import load_settings
+    from yieldops.training.plots import pictures_page
+    from yieldops.training.registry import run_pictures, tracking_uri, use_tracking_uri
+
+    settings = load_settings()
+    use_tracking_uri(tracking_uri(settings.home, settings.mlflow_tracking_uri or None))
+    try:
+        pictures = run_pictures(run_id)
+    except MlflowException:
+        return None
+    return pictures_page(f"Training run {run_id}: wafer maps and curves", pictures)
+
+
+def _readers_of(dag_id: str) -> list:
+    """Only callers Airflow lets read `dag_id` (its JWT as bearer or the UI's session cookie):
+    Airflow does not authenticate the apps plugins mount, so each route asks for itself."""
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from fastapi import Depends
+
+    return [Depends(requires_access_dag("GET", param_dag_id=dag_id))]
+
+
 def _yieldops_app():
     """The pages yieldops serves inside the API server, under /yieldops/:
 
-    - ``data-docs/...``: the Great Expectations Data Docs folder;
+    - ``data-docs/...``: the Great Expectations Data Docs folder (for readers of stdf_ingest);
     - ``rollouts/``: routing, steps, verdict numbers and audit log per target
-      (``rollouts/api`` the same as JSON).
+      (``rollouts/api`` the same as JSON; for readers of model_rollout);
+    - ``wafer-maps/<MLflow run id>``: a training run's pictures (for readers of yield_training).
 
     Settings are read on every request, so the API server follows the same
     YIELDOPS_* configuration as the tasks.
@@ -58,17 +80,24 @@ def _yieldops_app():
 
     app = FastAPI(title="yieldops")
 
-    @app.get("/rollouts/api")
+    @app.get("/rollouts/api", dependencies=_readers_of("model_rollout"))
     async def rollouts_api() -> JSONResponse:
         return JSONResponse(await run_in_threadpool(_rollouts_overview))
 
-    @app.get("/rollouts/")
+    @app.get("/rollouts/", dependencies=_readers_of("model_rollout"))
     async def rollouts_page() -> HTMLResponse:
         from yieldops.rollout.overview import render_html
 
         return HTMLResponse(render_html(await run_in_threadpool(_rollouts_overview)))
 
-    @app.get("/data-docs/{page:path}")
+    @app.get("/wafer-maps/{run_id}", dependencies=_readers_of("yield_training"))
+    async def wafer_maps(run_id: str) -> HTMLResponse:
+        page = await run_in_threadpool(_wafer_maps_page, run_id)
+        if page is None:
+            raise HTTPException(status_code=404, detail=f"no MLflow run {run_id!r}")
+        return HTMLResponse(page)
+
+    @app.get("/data-docs/{page:path}", dependencies=_readers_of("stdf_ingest"))
     def data_docs(page: str) -> FileResponse:
         root = load_settings().docs_dir.resolve()
         path = (root / (page or "index.html")).resolve()
@@ -87,7 +116,7 @@ class YieldopsPlugin(AirflowPlugin):
     fastapi_apps = [
         {
             "app": _yieldops_app(),
-            "url_prefix": DATA_DOCS_URL_PREFIX.rsplit("/", 1)[0],
+            "url_prefix": PLUGIN_URL_PREFIX,
             "name": "yieldops",
         }
     ]

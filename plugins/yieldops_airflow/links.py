@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import BaseOperatorLink
 
-DATA_DOCS_URL_PREFIX = "/yieldops/data-docs"
+PLUGIN_URL_PREFIX = "/yieldops"
+DATA_DOCS_URL_PREFIX = f"{PLUGIN_URL_PREFIX}/data-docs"
+WAFER_MAPS_URL_PREFIX = f"{PLUGIN_URL_PREFIX}/wafer-maps"
 
 
 class XComLink(BaseOperatorLink):
@@ -30,17 +32,20 @@ class MlflowRunLink(XComLink):
 
 
 class WaferMapsLink(XComLink):
-    """The run's pictures in the MLflow UI: wafer maps, ROC curve, confusion matrix."""
+    """The pictures a training run logged (wafer maps, ROC curve, confusion matrix) on one
+    page the yieldops plugin serves from MLflow, whatever its store."""
 
     name = "Wafer maps"
 
 
-def mlflow_run_urls(tracking_uri: str, experiment_id: str, run_id: str) -> dict[str, str]:
-    """UI addresses of a run and of its pictures; none for a local store (no UI to open)."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return {}
-    run = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    return {MlflowRunLink().xcom_key: run, WaferMapsLink().xcom_key: f"{run}/artifacts"}
+def training_run_links(tracking_uri: str, experiment_id: str, run_id: str) -> dict[str, str]:
+    """The buttons of a task that logged an MLflow run: its pictures, and the run in the
+    MLflow UI when there is one (a tracking server, not a local store)."""
+    links = {WaferMapsLink().xcom_key: f"{WAFER_MAPS_URL_PREFIX}/{run_id}"}
+    if tracking_uri.startswith(("http://", "https://")):
+        run = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        links[MlflowRunLink().xcom_key] = run
+    return links
 
 
 def data_docs_url(page: str, docs_dir: str) -> str:

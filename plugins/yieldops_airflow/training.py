@@ -12,7 +12,7 @@ import logging
 import re
 from pathlib import Path
 
-from yieldops_airflow.links import mlflow_run_urls
+from yieldops_airflow.links import training_run_links
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
 from yieldops_airflow.schedules import challenger_asset_name
@@ -205,12 +205,14 @@ def _log_run(run: dict, tags: dict) -> str:
 
 
 def _link_mlflow_run(experiment_id: str, mlflow_run: str) -> None:
-    """The task's "MLflow run" and "Wafer maps" buttons (only for a tracking server)."""
+    """The task's "Wafer maps" and (for a tracking server) "MLflow run" buttons."""
     import mlflow
     from airflow.sdk import get_current_context
 
     ti = get_current_context()["ti"]
-    for key, url in mlflow_run_urls(mlflow.get_tracking_uri(), experiment_id, mlflow_run).items():
+    for key, url in training_run_links(
+        mlflow.get_tracking_uri(), experiment_id, mlflow_run
+    ).items():
         ti.xcom_push(key=key, value=url)
 
 

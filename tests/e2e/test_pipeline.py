@@ -88,3 +88,12 @@ def test_the_champion_serves_through_the_gateway(landed, stack):
     (prediction,) = answer.json()["predictions"]
     assert (prediction["version"], prediction["role"]) == (champion, "champion")
     assert 0.0 <= prediction["probability"] <= 1.0
+
+
+def test_the_rollouts_page_is_served_to_logged_in_users_only(landed, stack):
+    """The API server mounts the plugin's app; the app itself checks Airflow's token."""
+    page = f"{stack.airflow_url}/yieldops/rollouts/api"
+    assert httpx.get(page, timeout=10).status_code == 401
+    entries = httpx.get(page, headers=landed.headers, timeout=10)
+    assert entries.status_code == 200
+    assert {e["target"] for e in entries.json()} >= {"adc-local"}

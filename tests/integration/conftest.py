@@ -193,3 +193,24 @@ def task_states(run) -> dict[str, str]:
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
         return {ti.task_id: ti.state for ti in tis if ti.map_index < 1}
+
+
+@pytest.fixture
+def plugin_client(airflow_db) -> Iterator:
+    """The yieldops plugin's app as the API server mounts it, called with an Airflow JWT."""
+    from fastapi.testclient import TestClient
+
+    from yieldops_plugin import YieldopsPlugin
+
+    (app_spec,) = YieldopsPlugin.fastapi_apps
+    headers = {"Authorization": f"Bearer {airflow_jwt()}"}
+    with TestClient(app_spec["app"], headers=headers) as client:
+        yield client
+
+
+def airflow_jwt(role: str = "ADMIN") -> str:
+    """A token Airflow's auth manager (the simple one, as in `airflow standalone`) accepts."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="reader", role=role))

@@ -91,29 +91,34 @@ def test_notifier_without_connection_logs(capfd, caplog, monkeypatch):
     assert '"run_id": "r2"' in out + err + caplog.text
 
 
-def test_plugin_serves_data_docs_pages(home):
-    from fastapi.testclient import TestClient
-
+def test_plugin_serves_data_docs_pages(home, plugin_client):
     from yieldops_plugin import YieldopsPlugin
 
     page = home / "data-docs" / "runs" / "r1" / "page.html"
     page.parent.mkdir(parents=True)
     page.write_text("<html>validation of r1</html>")
-    (app_spec,) = YieldopsPlugin.fastapi_apps
-    with TestClient(app_spec["app"]) as client:
-        response = client.get("/data-docs/runs/r1/page.html")
-    assert app_spec["url_prefix"] == "/yieldops"
+    response = plugin_client.get("/data-docs/runs/r1/page.html")
+    assert YieldopsPlugin.fastapi_apps[0]["url_prefix"] == "/yieldops"
     assert response.status_code == 200 and "validation of r1" in response.text
 
 
-def test_plugin_refuses_paths_outside_the_docs(home):
+def test_plugin_refuses_paths_outside_the_docs(home, plugin_client):
+    (home / "secret.txt").write_text("not a doc")
+    assert plugin_client.get("/data-docs/../secret.txt").status_code == 404
+    assert plugin_client.get("/data-docs/%2e%2e/secret.txt").status_code == 404
+    assert plugin_client.get("/data-docs/runs/nope.html").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/data-docs/index.html", "/rollouts/", "/rollouts/api"])
+def test_plugin_pages_need_an_airflow_login(home, path):
+    """Airflow does not authenticate plugin apps; ours refuse anonymous and forged callers."""
     from fastapi.testclient import TestClient
 
     from yieldops_plugin import YieldopsPlugin
 
-    (home / "secret.txt").write_text("not a doc")
-    (app_spec,) = YieldopsPlugin.fastapi_apps
-    with TestClient(app_spec["app"]) as client:
-        assert client.get("/data-docs/../secret.txt").status_code == 404
-        assert client.get("/data-docs/%2e%2e/secret.txt").status_code == 404
-        assert client.get("/data-docs/runs/nope.html").status_code == 404
+    with TestClient(YieldopsPlugin.fastapi_apps[0]["app"]) as client:
+        assert client.get(path).status_code == 401
+        forged = {"Authorization": "Bearer not-a-token"}
+        assert client.get(path, headers=forged).status_code == 403
+        client.cookies.set("_token", "not-a-token")  # the UI's session cookie
+        assert client.get(path).status_code == 403

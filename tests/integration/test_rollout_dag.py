@@ -306,16 +306,12 @@ def test_targets_follow_each_other_in_yaml_order_and_every_task_can_trigger_the_
     assert dag.get_task("promote").downstream_task_ids == set()  # a leaf: decides the run state
 
 
-def test_the_rollouts_page_shows_routing_steps_numbers_and_audit(fab, gateway):
+def test_the_rollouts_page_shows_routing_steps_numbers_and_audit(fab, gateway, plugin_client):
     """After the good rollout: the plugin's page, as the Airflow UI shows it."""
-    from fastapi.testclient import TestClient
-
     from yieldops_plugin import YieldopsPlugin
 
-    (app_spec,) = YieldopsPlugin.fastapi_apps
-    with TestClient(app_spec["app"]) as client:
-        entries = {e["target"]: e for e in client.get("/rollouts/api").json()}
-        page = client.get("/rollouts/")
+    entries = {e["target"]: e for e in plugin_client.get("/rollouts/api").json()}
+    page = plugin_client.get("/rollouts/")
     pmic = entries["pmic-local"]
     assert pmic["routing"]["champion"] == fab["versions"]["good"]
     assert list(dict.fromkeys(s["step"] for s in pmic["steps"])) == [

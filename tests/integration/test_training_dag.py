@@ -50,6 +50,19 @@ def _asset_events(name: str) -> int:
         return query.filter(AssetModel.name == name).count()
 
 
+def _xcom(run, task_id: str, key: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key)
+            .one()
+        )
+        return XComModel.deserialize_value(row)
+
+
 def _client(home):
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     return mlflow.MlflowClient()
@@ -67,11 +80,14 @@ def _shuffle_labels(home) -> None:
         pq.write_table(parts, path)
 
 
-def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(curated, tmp_path):
+def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(
+    curated, tmp_path, plugin_client
+):
     import pandas as pd
     import skops.io
 
     from yieldops.training.registry import register_challenger
+    from yieldops_airflow.links import WaferMapsLink
 
     dag = load_dag("yield_training")
 
@@ -103,6 +119,12 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(cur
     artifacts = {a.path for a in client.list_artifacts(v1.run_id, "plots")}
     assert {"plots/roc_curve.png", "plots/confusion_matrix.png"} <= artifacts
     assert any(p.endswith("_predicted_fail.png") for p in artifacts)
+    # The register task's "Wafer maps" button: every picture on one page the plugin serves.
+    wafer_maps = _xcom(first, "register", WaferMapsLink().xcom_key)
+    assert wafer_maps == f"/yieldops/wafer-maps/{v1.run_id}"
+    page = plugin_client.get(wafer_maps.removeprefix("/yieldops"))
+    assert page.status_code == 200 and page.text.count("<img") == len(artifacts)
+    assert plugin_client.get("/wafer-maps/no-such-run").status_code == 404
     assert mlflow_run.data.tags["git_commit"]
     assert _asset_events(f"model/{MODEL}/challenger") == 1  # schedules model_rollout
 

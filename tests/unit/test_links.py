@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from yieldops_airflow.links import MlflowRunLink, WaferMapsLink, mlflow_run_urls
+from yieldops_airflow.links import MlflowRunLink, WaferMapsLink, training_run_links
 
 
 def test_a_tracking_server_gives_run_and_picture_buttons():
-    urls = mlflow_run_urls("http://127.0.0.1:5000/", "7", "abc")
+    urls = training_run_links("http://127.0.0.1:5000/", "7", "abc")
     assert urls == {
         MlflowRunLink().xcom_key: "http://127.0.0.1:5000/#/experiments/7/runs/abc",
-        WaferMapsLink().xcom_key: "http://127.0.0.1:5000/#/experiments/7/runs/abc/artifacts",
+        WaferMapsLink().xcom_key: "/yieldops/wafer-maps/abc",
     }
 
 
-def test_a_local_store_gives_no_button():
-    assert mlflow_run_urls("sqlite:////tmp/mlflow.db", "7", "abc") == {}
+def test_a_local_store_gives_the_pictures_button_only():
+    urls = training_run_links("sqlite:////tmp/mlflow.db", "7", "abc")
+    assert urls == {WaferMapsLink().xcom_key: "/yieldops/wafer-maps/abc"}

@@ -168,3 +168,22 @@ def _draw_probability(figure, axes, x, y, probability: np.ndarray) -> None:
     )
     axes.set_facecolor(EMPTY_COLOUR)
     figure.colorbar(image, ax=axes, label="predicted fail probability")
+
+
+def pictures_page(title: str, pictures: dict[str, bytes]) -> str:
+    """One self-contained HTML page showing PNG pictures (embedded, so no second request)."""
+    import base64
+    from html import escape
+
+    figures = "".join(
+        f"<figure><img alt='{escape(name)}' src='data:image/png;base64,"
+        f"{base64.b64encode(png).decode()}'><figcaption>{escape(name)}</figcaption></figure>"
+        for name, png in pictures.items()
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1rem}figure{display:inline-block;margin:.5rem}"
+        "img{max-width:420px}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{figures or '<p>No pictures were logged.</p>'}"
+        "</body></html>"
+    )

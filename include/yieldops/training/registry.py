@@ -303,6 +303,17 @@ def _log_pictures(pictures: Mapping[str, bytes | str | Path]) -> None:
         mlflow.log_artifacts(folder, PICTURES_DIR)
 
 
+def run_pictures(run_id: str) -> dict[str, bytes]:
+    """The pictures a training run logged (file name -> PNG bytes), in name order."""
+    with tempfile.TemporaryDirectory(prefix="yieldops-plots-") as folder:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=PICTURES_DIR, dst_path=folder
+            )
+        )
+        return {p.name: p.read_bytes() for p in sorted(local.glob("*.png"))}
+
+
 # -- registry ------------------------------------------------------------------------------
 
 
