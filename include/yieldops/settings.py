@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 
 def _home() -> Path:
@@ -48,7 +49,7 @@ class Settings:
     rollout_canary_steps: tuple[int, ...] = (5, 25, 50, 100)
 
     def with_overrides(self, **values: str) -> Settings:
-        known = {k: v for k, v in values.items() if v}
+        known: dict[str, Any] = {k: v for k, v in values.items() if v}  # str or Path by field
         for name in ("curated_dir", "docs_dir", "home"):
             if name in known:
                 known[name] = Path(known[name])

@@ -51,7 +51,7 @@ class S3LandingZone:
         raw = _ObjectStream(response["Body"], name=self.uri(key))
         # BufferedReader adds peek() (the reader sniffs gzip/bz2 magic with it) and a
         # context manager that closes the body, not botocore's raw urllib3 response.
-        return io.BufferedReader(raw, buffer_size=READ_BUFFER_SIZE)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=READ_BUFFER_SIZE)
 
     def quarantine(self, key: str, reason: dict) -> str:
         target = f"{self.quarantine_prefix}{key}"

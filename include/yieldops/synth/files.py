@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -277,13 +278,13 @@ def _mpr_encoder(
     pin_index: dict[str, int],
 ) -> Encoder:
     below, above = outside_limits(test, results)
-    parm_flags = _parm_flags(below.any(axis=1), above.any(axis=1))
+    parm_flags = _parm_flags(np.any(below, axis=1), np.any(above, axis=1))
     states = np.where(below, PIN_FAILED_LOW, np.where(above, PIN_FAILED_HIGH, 0)).tolist()
     readings = results.tolist()
     indexes = [pin_index[pin] for pin in test.pins]
 
     def encode_mpr(d: int) -> bytes:
-        fields = {**common[d], "PARM_FLG": parm_flags[d], "RTN_ICNT": len(indexes)}
+        fields: dict[str, Any] = {**common[d], "PARM_FLG": parm_flags[d], "RTN_ICNT": len(indexes)}
         fields.update(RSLT_CNT=len(indexes), RTN_STAT=states[d], RTN_RSLT=readings[d])
         if first_time():
             fields.update(TEST_TXT=test.name, **_limits(test), START_IN=0.0, INCR_IN=0.0)
@@ -307,7 +308,7 @@ def _ftr_encoder(
     }  # fmt: skip
 
     def encode_ftr(d: int) -> bytes:
-        fields = {**common[d], **fixed}
+        fields: dict[str, Any] = {**common[d], **fixed}
         if first_time():
             fields.update(VECT_NAM=test.pattern, TIME_SET="", OP_CODE="", TEST_TXT=test.name)
         return w.encode("FTR", fields)

@@ -165,7 +165,11 @@ class ProductSpec:
     @property
     def soft_bins(self) -> tuple[Bin, ...]:
         """The pass bin, then one soft bin per label-defining test."""
-        fails = [Bin(t.soft_bin, f"FAIL_{t.name}") for t in self.label_tests]
+        fails = []
+        for t in self.label_tests:
+            if t.soft_bin is None:
+                raise ValueError(f"{self.name}: test {t.test_num} needs a soft bin")
+            fails.append(Bin(t.soft_bin, f"FAIL_{t.name}"))
         return (PASS_SOFT_BIN, *sorted(fails, key=lambda b: b.number))
 
     def test(self, test_num: int) -> AnyTest:
