@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -63,7 +64,7 @@ class Thresholds:
     psi_limit: float = 0.2
     min_agreement: float = 0.9
 
-    def with_overrides(self, overrides: Mapping[str, float]) -> Thresholds:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Thresholds:
         """These thresholds with some replaced; an unknown name is an error, not ignored."""
         unknown = set(overrides) - {f.name for f in fields(self)}
         if unknown:
@@ -375,7 +376,7 @@ def _explain(verdict: Verdict) -> str:
     }[verdict]
 
 
-def _too_few(name: str, sizes: dict[str, float], min_samples: int) -> Check:
+def _too_few(name: str, sizes: Mapping[str, float], min_samples: int) -> Check:
     counts = ", ".join(f"{key} {int(value)}" for key, value in sizes.items())
     reason = f"too few samples ({counts}; need {min_samples} each)"
     return Check(name, Verdict.INCONCLUSIVE, {**sizes, "min_samples": min_samples}, reason)
