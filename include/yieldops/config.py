@@ -47,8 +47,10 @@ class WaferMap(_Strict):
 
 
 class Validation(_Strict):
-    yield_range: tuple[float, float] = Field((0.2, 1.0), description="plausible file yield")
-    max_missing_rate: float = Field(0.05, ge=0, le=1, description="per test, share of parts")
+    yield_range: tuple[float, float] = Field(default=(0.2, 1.0), description="plausible file yield")
+    max_missing_rate: float = Field(
+        default=0.05, ge=0, le=1, description="per test, share of parts"
+    )
     # Results outside these are physically impossible (tester or datalog fault).
     physical_bounds: dict[int, tuple[float, float]] = Field(default_factory=dict)
     default_bounds: tuple[float, float] = (-1e9, 1e9)
@@ -61,12 +63,14 @@ class Features(_Strict):
     """What the yield model sees of a die (see :mod:`yieldops.features`)."""
 
     tests: list[int] | None = Field(
-        None,
+        default=None,
         description="parametric (PTR) test numbers, in column order; "
         "None = every PTR test in the data except label_tests",
     )
-    include_position: bool = Field(True, description="x, y and radius from the wafer centre")
-    include_site: bool = Field(True, description="the tester site that probed the die")
+    include_position: bool = Field(
+        default=True, description="x, y and radius from the wafer centre"
+    )
+    include_site: bool = Field(default=True, description="the tester site that probed the die")
 
     @model_validator(mode="after")
     def _tests_unique(self) -> Features:
@@ -99,20 +103,22 @@ class ModelSpec(_Strict):
     """The estimator behind the imputer, and which lots train and which test it."""
 
     estimator: str = Field(
-        "sklearn.ensemble.HistGradientBoostingClassifier",
+        default="sklearn.ensemble.HistGradientBoostingClassifier",
         description="dotted path of a scikit-learn classifier class",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="estimator arguments")
-    random_state: int = Field(0, description="seed, when the estimator takes one")
+    random_state: int = Field(default=0, description="seed, when the estimator takes one")
     threads: int | None = Field(
-        1,
+        default=1,
         ge=1,
         description="OpenMP threads for fit and predict; None = every core. Gradient boosting "
         "on a core shared with other tasks runs orders of magnitude slower multi-threaded",
     )
-    holdout_lots: int = Field(1, ge=1, description="newest lots (by MIR start time) held out")
+    holdout_lots: int = Field(
+        default=1, ge=1, description="newest lots (by MIR start time) held out"
+    )
     train_lots: int | None = Field(
-        None, ge=1, description="at most this many lots before the holdout; None = all"
+        default=None, ge=1, description="at most this many lots before the holdout; None = all"
     )
 
     @model_validator(mode="after")
@@ -139,10 +145,10 @@ GATE_METRICS: dict[str, bool] = {
 
 class MetricGate(_Strict):
     threshold: float | None = Field(
-        None, description="absolute: at least this (at most, for a lower-is-better metric)"
+        default=None, description="absolute: at least this (at most, for a lower-is-better metric)"
     )
     tolerance: float | None = Field(
-        None, ge=0, description="relative: at most this much worse than the champion"
+        default=None, ge=0, description="relative: at most this much worse than the champion"
     )
 
 
@@ -179,7 +185,7 @@ class ProductConfig(_Strict):
     features: Features = Features()
     model: ModelSpec = ModelSpec()
     gate: Gate = Gate()
-    source: Path | None = Field(None, exclude=True)
+    source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _no_label_features(self) -> ProductConfig:

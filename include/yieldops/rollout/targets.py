@@ -32,9 +32,9 @@ class Target(_Strict):
     product: str = Field(description="the product whose model this gateway serves")
     conn_id: str = Field(description="Airflow HTTP connection of the gateway")
     facilities: list[str] | None = Field(
-        None, description="MIR FACIL_ID of the lots the offline check uses; null: any fab"
+        default=None, description="MIR FACIL_ID of the lots the offline check uses; null: any fab"
     )
-    recent_lots: int = Field(2, ge=1, description="newest lots of those fabs in the check")
+    recent_lots: int = Field(default=2, ge=1, description="newest lots of those fabs in the check")
 
     @field_validator("name")
     @classmethod
