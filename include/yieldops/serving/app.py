@@ -168,7 +168,7 @@ class Gateway:
             chosen = [dies[i] for i in indices]
             answered_by, scored = await self._serve(request_id, state, role, chosen)
             version = state.routing.version_of(answered_by)
-            if scored.error is None:
+            if scored.proba is not None:  # None: the call failed, with scored.error
                 for i, p in zip(indices, scored.proba.tolist()):
                     answers[i] = _answer(dies[i].key, p, version, answered_by)
             else:
@@ -205,6 +205,8 @@ class Gateway:
         errors = len(dies) if scored.error else 0
         self.metrics.observe(model.version, role, "served", len(dies), errors, scored.seconds)
         keys = [d.key for d in dies]
+        if self.prediction_log is None:
+            raise RuntimeError("the prediction log is not open: start() the gateway first")
         self.prediction_log.add(
             prediction_rows(request_id, model.version, role, True, keys, scored)
         )

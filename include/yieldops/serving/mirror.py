@@ -192,6 +192,8 @@ class MirrorPool:
         """Let the workers finish the queued copies, then end them (by handle)."""
         if self._copies is None:
             return
+        if self._reports_closed is None:  # start() sets it before the copies pipe
+            raise RuntimeError("the mirror pool has a copies pipe but no report reader")
         loop = asyncio.get_running_loop()
         for worker in self._workers:
             loop.remove_reader(worker.sentinel)

@@ -121,7 +121,7 @@ def _batches(records: list[dict[str, Any]], batch_size: int) -> Iterator[list[di
     """Batches over the records, starting over at the end, forever."""
     i = 0
     while True:
-        batch = []
+        batch: list[dict[str, Any]] = []
         while len(batch) < batch_size:
             batch.append(records[i])
             i = (i + 1) % len(records)
