@@ -47,13 +47,26 @@ def publish(validations: ValidationResultsStore, docs_dir: Path, run_id: gx.RunI
     docs_dir = docs_dir.resolve()  # GX would resolve a relative site against its own root
     docs_dir.mkdir(parents=True, exist_ok=True)
     context = _site_context(docs_dir)
-    results = {key: validations.get(key) for key in validations.list_keys()}
+    results = _stored_results(validations)
     with _exclusive(docs_dir / ".lock"):
         for key, result in results.items():
             context.validation_results_store.set(key, result)
         context.build_data_docs(site_names=[SITE], resource_identifiers=list(results))
     pages = {key: _page(context, key) for key in results}
     return _write_run_page(docs_dir, run_id, results, pages)
+
+
+def _stored_results(
+    validations: ValidationResultsStore,
+) -> dict[ValidationResultIdentifier, ExpectationSuiteValidationResult]:
+    """Every result in the store by its key (GX types a store's keys and values loosely)."""
+    results = {}
+    for key in validations.list_keys():
+        result = validations.get(key)
+        if not isinstance(key, ValidationResultIdentifier) or result is None:
+            raise TypeError(f"not a validation result in the results store: {key}")
+        results[key] = result
+    return results
 
 
 def _site_context(docs_dir: Path) -> AbstractDataContext:

@@ -25,6 +25,8 @@ class ValidationReport:
 def failure_line(frame: str, outcome: ExpectationValidationResult) -> str:
     """``frame.column (test name): expectation: observed ...; expected ...``."""
     config = outcome.expectation_config
+    if config is None:
+        raise ValueError(f"{frame}: a validation result without its expectation")
     where = f"{frame}.{config.kwargs['column']}" if "column" in config.kwargs else frame
     if config.notes:
         where += f" ({config.notes})"

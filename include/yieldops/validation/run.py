@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 from great_expectations.core import ExpectationSuiteValidationResult
 from great_expectations.data_context import AbstractDataContext
+from great_expectations.datasource.fluent import PandasDatasource
 
 from yieldops.config import ProductConfig
 
@@ -77,7 +78,10 @@ def _validate(
     frame: pd.DataFrame,
     run_id: gx.RunIdentifier,
 ) -> ExpectationSuiteValidationResult:
-    asset = context.data_sources.get(DATASOURCE).add_dataframe_asset(name)
+    datasource = context.data_sources.get(DATASOURCE)
+    if not isinstance(datasource, PandasDatasource):
+        raise TypeError(f"data source {DATASOURCE!r} is a {type(datasource).__name__}, not pandas")
+    asset = datasource.add_dataframe_asset(name)
     definition = gx.ValidationDefinition(
         name=name,
         data=asset.add_batch_definition_whole_dataframe("file"),
