@@ -277,6 +277,7 @@ def _log_datasets(train, train_labels, holdout, holdout_labels, source: str | No
 
 def _log_dataset(features, labels, split: str, context: str, source: str | None) -> None:
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas  # mlflow.data.from_pandas, typed
 
     frame = pd.DataFrame(features).copy()
     targets = None
@@ -285,7 +286,8 @@ def _log_dataset(features, labels, split: str, context: str, source: str | None)
         targets = LABEL_COLUMN
     with warnings.catch_warnings():  # a local path matches two equivalent source kinds
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
-        dataset = mlflow.data.from_pandas(frame, source=source, targets=targets, name=split)
+        # mlflow annotates source as str | DatasetSource, though None is its default
+        dataset = from_pandas(frame, source=source, targets=targets, name=split)  # type: ignore[arg-type]
     mlflow.log_input(dataset, context=context)
 
 
