@@ -68,7 +68,8 @@ def ingest(file: dict, run_id: str, ti) -> dict:
         )
     if outcome.docs_page:
         ti.xcom_push(
-            key=DataDocsLink().xcom_key, value=data_docs_url(outcome.docs_page, settings.docs_dir)
+            key=DataDocsLink().xcom_key,
+            value=data_docs_url(outcome.docs_page, str(settings.docs_dir)),
         )
     if outcome.status == "quarantined":
         raise AirflowFailException(
