@@ -10,6 +10,8 @@ import sys
 import pytest
 from tests.conftest import ROOT
 
+from yieldops.checks import dag_problems
+
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 HEAVY = ("pandas", "numpy", "sklearn", "mlflow", "great_expectations", "pyarrow", "scipy", "numba")
 
@@ -69,9 +71,4 @@ def test_every_dag_is_documented_owned_tagged_and_retried(dags):
 
     for dag_id, dag in dags.items():
         check_cycle(dag)
-        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id}: doc_md"
-        assert dag.tags, f"{dag_id}: tags"
-        assert dag.owner not in ("", "airflow"), f"{dag_id}: owner"
-        assert dag.default_args.get("retries", 0) >= 1, f"{dag_id}: default retries"
-        for name, param in dag.params.items():
-            assert param.description, f"{dag_id}: param {name} has no description"
+        assert dag_problems(dag) == [], dag_id

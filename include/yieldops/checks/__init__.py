@@ -1,0 +1,39 @@
+"""``yieldops check``: what data engineers edit, checked before they push.
+
+- product and target YAML against their schemas, each problem at its file and line;
+- the DAG files imported the way Airflow imports them, and the house rules of every DAG;
+- each product's expectation suites on a small synthetic lot.
+
+Each check reports a :class:`Result`; bad input is a FAIL, never an exception, and the
+other checks still run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from .config_files import PRODUCT, check_config
+from .dags import DAG_FILE, check_dags, checkout_folder, dag_problems
+from .results import FAIL, OK, SKIP, Result, format_report, guarded
+from .suites import SUITE, check_suites
+
+__all__ = [
+    "FAIL",
+    "OK",
+    "SKIP",
+    "Result",
+    "checkout_folder",
+    "dag_problems",
+    "format_report",
+    "run_checks",
+]
+
+
+def run_checks(dags_dir: Path, config_dir: Path) -> list[Result]:
+    """Every check's results in report order: configuration, DAG files, suites."""
+    return [
+        *guarded(PRODUCT, config_dir, partial(check_config, config_dir)),
+        *guarded(DAG_FILE, dags_dir, partial(check_dags, dags_dir, config_dir)),
+        *guarded(SUITE, config_dir, partial(check_suites, config_dir)),
+    ]
