@@ -203,7 +203,18 @@ def cmd_rollout_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Product and target YAML, DAG files and expectation suites: one line per check."""
+    from yieldops.checks import format_report, run_checks
+    from yieldops.config import config_dir
+
+    results = run_checks(args.dags, args.config or config_dir())
+    print(format_report(results))
+    return EXIT_BAD_INPUT if any(r.failed for r in results) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from yieldops.checks import checkout_folder
     from yieldops.synth import PRODUCTS
 
     parser = argparse.ArgumentParser(
@@ -279,6 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=1800, help="seconds for the whole story")
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     demo.set_defaults(run=cmd_demo)
+
+    check = commands.add_parser(
+        "check", help="before a push: product and target YAML, DAG files, expectation suites"
+    )
+    dags = checkout_folder("dags")
+    check.add_argument(
+        "--dags",
+        type=Path,
+        metavar="DIR",
+        default=dags,
+        required=dags is None,  # an installed package has no dags/ beside it
+        help="folder of DAG files to import (default: dags/ of this checkout; "
+        "required outside a checkout)",
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        metavar="DIR",
+        help="folder with products/ and targets.yaml (default: $YIELDOPS_CONFIG_DIR, "
+        "else include/config)",
+    )
+    check.set_defaults(run=cmd_check)
     return parser
 
 
