@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..settings import load_settings
 from .processes import Service, free_port
 from .stack import DEMO_ROLLOUT, project_root
+from .story import report_files
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 1
 
@@ -57,6 +59,7 @@ def run_files(files: Sequence[Path], home: Path, say: Callable[[str], None] = pr
     outcome = EXIT_OK
     ingest = _dag("stdf_ingest").test()
     say(f"stdf_ingest: {ingest.state}")
+    report_files(load_settings().ledger_url, say)
     if ingest.state != "success":
         outcome = EXIT_BAD_INPUT
     for product in _curated_products(home):

@@ -189,22 +189,28 @@ def _replay(stack: DemoStack, stop: threading.Event) -> None:
     )
 
 
-def _summary(stack: DemoStack, say: Callable[[str], None]) -> int | None:
-    """Files, model versions, verdicts and the champion; returns the champion version."""
-    from mlflow import MlflowClient
-
+def report_files(ledger_url: str, say: Callable[[str], None]) -> None:
+    """Files per ledger status, and each quarantined file with its reason."""
     from yieldops.landing.ledger import Ledger
-    from yieldops.rollout.audit import AuditLog
 
-    ledger = Ledger(f"sqlite:///{stack.home / 'ledger.db'}")
+    ledger = Ledger(ledger_url)
     try:
         statuses = Counter(e.status for e in ledger.entries())
-        quarantined = [e for e in ledger.entries(["quarantined"])]
+        quarantined = ledger.entries(["quarantined"])
     finally:
         ledger.close()
     say(f"files: {dict(statuses)}")
     for entry in quarantined:
         say(f"  quarantined {entry.source_key}: {entry.reason}")
+
+
+def _summary(stack: DemoStack, say: Callable[[str], None]) -> int | None:
+    """Files, model versions, verdicts and the champion; returns the champion version."""
+    from mlflow import MlflowClient
+
+    from yieldops.rollout.audit import AuditLog
+
+    report_files(f"sqlite:///{stack.home / 'ledger.db'}", say)
 
     client = MlflowClient(tracking_uri=stack.mlflow_url)
     for version in sorted(client.search_model_versions(f"name='{MODEL}'"), key=_number):
