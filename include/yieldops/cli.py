@@ -186,8 +186,8 @@ def cmd_rollout_audit(args: argparse.Namespace) -> int:
 
     audit = AuditLog(args.db or load_settings().rollout_db_url)
     try:
-        where = {k: v for k, v in (("model", args.model), ("run_id", args.run_id)) if v}
-        records = audit.rows(**where)[-args.last :]
+        filters = {k: v for k, v in (("model", args.model), ("run_id", args.run_id)) if v}
+        records = audit.rows(**filters)[-args.last :]
     finally:
         audit.close()
     for r in records:
