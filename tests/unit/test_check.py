@@ -91,7 +91,7 @@ def test_project_passes_every_check(project):
 def test_broken_input_exits_1_with_a_report_not_a_traceback(broken):
     assert broken.returncode == 1
     assert "Traceback" not in broken.stdout + broken.stderr
-    assert re.fullmatch(r"13 checks: 2 OK, 9 FAIL, 2 SKIP", broken.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(r"14 checks: 2 OK, 10 FAIL, 2 SKIP", broken.stdout.strip().splitlines()[-1])
 
 
 def test_dag_import_errors_name_the_dag_file_and_line(broken, broken_dags):
@@ -101,6 +101,9 @@ def test_dag_import_errors_name_the_dag_file_and_line(broken, broken_dags):
     syntax_error = broken_dags / "syntax_error.py"
     line = report_line(broken.stdout, "FAIL", f"{syntax_error}:{line_of(syntax_error, 'def ')}")
     assert "SyntaxError" in line
+    library_error = broken_dags / "library_error.py"
+    line = report_line(broken.stdout, "FAIL", f"{library_error}:{line_of(library_error, 'load(')}")
+    assert line.endswith("yaml.parser.ParserError: while parsing a flow sequence")
 
 
 def test_a_dag_breaking_the_house_rules_is_named_with_each_rule(broken, broken_dags):

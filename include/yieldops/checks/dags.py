@@ -93,7 +93,7 @@ def _parse_in_subprocess(dags_dir: Path, config_dir: Path) -> list[dict[str, Any
         )
         if not out.exists():
             raise RuntimeError(
-                f"the DAG import process ended ({done.returncode}): {_last_line(done.stderr)}"
+                f"the DAG import process ended ({done.returncode}): {_exception_line(done.stderr)}"
             )
         parsed: list[dict[str, Any]] = json.loads(out.read_text())
         return parsed
@@ -127,7 +127,9 @@ def parse_dag_folder(dags_dir: Path) -> list[dict[str, Any]]:
 def _file_results(parsed: dict[str, Any]) -> list[Result]:
     path, error, dags = parsed["file"], parsed["error"], parsed["dags"]
     if error:
-        results = [Result(FAIL, DAG_FILE, location(path, _line_in(error, path)), _last_line(error))]
+        results = [
+            Result(FAIL, DAG_FILE, location(path, _line_in(error, path)), _exception_line(error))
+        ]
     else:
         ids = ", ".join(dags) or "no DAG"
         results = [Result(OK, DAG_FILE, location(path), f"{ids} ({parsed['seconds']:.2f} s)")]
@@ -144,7 +146,9 @@ def _line_in(traceback_text: str, path: str) -> int | None:
     return int(lines[-1]) if lines else None
 
 
-def _last_line(text: str) -> str:
-    """The exception line of a traceback (the message itself when it is one line)."""
-    lines = text.strip().splitlines()
-    return lines[-1].strip() if lines else "no output"
+def _exception_line(text: str) -> str:
+    """The exception's own line: the first unindented line of the last traceback in ``text``
+    (a message may go on over more lines, a SyntaxError's frame has the code and a caret)."""
+    last = text.rpartition("Traceback (most recent call last):")[2]
+    lines = (line for line in last.splitlines() if line and not line[0].isspace())
+    return next(lines, text.strip() or "no output")
