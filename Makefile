@@ -7,7 +7,7 @@ CONSTRAINTS := requirements/constraints-$(PYVER).txt
 STAMP  := $(VENV)/.installed-$(PYVER)
 DEMO   ?= var/demo
 
-.PHONY: install demo test lint format bench constraints clean
+.PHONY: install demo test lint check format bench constraints clean
 
 install: $(STAMP)
 
@@ -22,13 +22,17 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(BIN)/yieldops demo --home $(DEMO)
 
-## test: the whole test suite
+## test: the whole test suite in stages (unit, integration, e2e, stack) and the coverage gate
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	.ci/tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## check: what to run before pushing a DAG or YAML change
+check: $(STAMP)
+	$(BIN)/yieldops check
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -46,4 +50,4 @@ constraints:
 # CI images run 3.10 and 3.12 too: `make constraints PYVER=3.10` (uv resolves for a Python it does not have)
 
 clean:
-	rm -rf $(VENV) var build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) var build dist .pytest_cache .ruff_cache .mypy_cache .coverage*

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -203,6 +204,17 @@ def cmd_rollout_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_paths(args: argparse.Namespace) -> int:
+    """Airflow's settings for this package's DAGs and plugins, as shell exports."""
+    from yieldops.config import config_dir
+    from yieldops.layout import dags_folder, plugins_folder
+
+    print(f"export AIRFLOW__CORE__DAGS_FOLDER={shlex.quote(str(dags_folder()))}")
+    print(f"export AIRFLOW__CORE__PLUGINS_FOLDER={shlex.quote(str(plugins_folder()))}")
+    print(f"export YIELDOPS_CONFIG_DIR={shlex.quote(str(config_dir()))}")
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Product and target YAML, DAG files and expectation suites: one line per check."""
     from yieldops.checks import format_report, run_checks
@@ -214,7 +226,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from yieldops.checks import checkout_folder
+    from yieldops.layout import dags_folder
     from yieldops.synth import PRODUCTS
 
     parser = argparse.ArgumentParser(
@@ -291,18 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     demo.set_defaults(run=cmd_demo)
 
+    paths = commands.add_parser(
+        "paths",
+        help="where this package's DAGs, plugins and YAML are, as Airflow settings "
+        '(eval "$(yieldops paths)")',
+    )
+    paths.set_defaults(run=cmd_paths)
+
     check = commands.add_parser(
         "check", help="before a push: product and target YAML, DAG files, expectation suites"
     )
-    dags = checkout_folder("dags")
     check.add_argument(
         "--dags",
         type=Path,
         metavar="DIR",
-        default=dags,
-        required=dags is None,  # an installed package has no dags/ beside it
-        help="folder of DAG files to import (default: dags/ of this checkout; "
-        "required outside a checkout)",
+        default=dags_folder(),
+        help="folder of DAG files to import (default: dags/ of this checkout, or the copy "
+        "an installed package carries)",
     )
     check.add_argument(
         "--config",

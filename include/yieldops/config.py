@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+from .layout import default_config_dir
 
 
 class ConfigError(ValueError):
@@ -196,7 +196,7 @@ class ProductConfig(_Strict):
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("YIELDOPS_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+    return Path(os.environ.get("YIELDOPS_CONFIG_DIR") or default_config_dir())
 
 
 def load_yaml(path: Path, schema: type[ModelT], **extra: Any) -> ModelT:
@@ -205,6 +205,8 @@ def load_yaml(path: Path, schema: type[ModelT], **extra: Any) -> ModelT:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict | None):
+        raise ConfigError(f"{path}: the top level is a {type(data).__name__}, not a mapping")
     try:
         return schema.model_validate({**(data or {}), **extra})
     except ValidationError as exc:

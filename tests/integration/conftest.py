@@ -79,7 +79,7 @@ def aws_client_kwargs(moto_server) -> dict[str, str]:
         "endpoint_url": moto_server,
         "region_name": "us-east-1",
         "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
+        "aws_secret_access_key": "testing",  # pragma: allowlist secret
     }
 
 

@@ -165,7 +165,7 @@ def test_yaml_the_loader_cannot_take_is_a_failure_not_a_crash(tmp_path):
     (tmp_path / "targets.yaml").write_text("targets:\n  - name: a\n")
     failed = [(r.where, r.detail) for r in check_config(tmp_path) if r.failed]
     assert failed == [
-        (str(tmp_path / "products" / "list.yaml"), "TypeError: 'list' object is not a mapping"),
+        (f"{tmp_path / 'products' / 'list.yaml'}:1", "the top level is a list, not a mapping"),
         (f"{tmp_path / 'targets.yaml'}:2", "targets.0.product: Field required"),
         (f"{tmp_path / 'targets.yaml'}:2", "targets.0.conn_id: Field required"),
     ]

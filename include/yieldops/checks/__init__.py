@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from .config_files import PRODUCT, check_config
-from .dags import DAG_FILE, check_dags, checkout_folder, dag_problems
+from .dags import DAG_FILE, check_dags, dag_problems
 from .results import FAIL, OK, SKIP, Result, format_report, guarded
 from .suites import SUITE, check_suites
 
@@ -23,7 +23,6 @@ __all__ = [
     "OK",
     "SKIP",
     "Result",
-    "checkout_folder",
     "dag_problems",
     "format_report",
     "run_checks",

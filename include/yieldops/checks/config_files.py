@@ -85,7 +85,9 @@ def config_problems(what: str, path: Path, error: ConfigError) -> list[Result]:
     if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark:
         line = cause.problem_mark.line + 1
         return [Result(FAIL, what, location(path, line), f"YAML syntax: {_syntax_problem(cause)}")]
-    return [Result(FAIL, what, location(path), str(cause or error))]
+    if cause is None:  # a rule of the loader's own, about the whole file
+        return [Result(FAIL, what, location(path, 1), str(error).removeprefix(f"{path}: "))]
+    return [Result(FAIL, what, location(path), str(cause))]
 
 
 def field_line(path: Path, loc: Sequence[str | int]) -> int:

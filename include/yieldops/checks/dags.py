@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..layout import plugins_folder
 from .results import FAIL, OK, Result, location
 
 if TYPE_CHECKING:
@@ -26,19 +27,7 @@ if TYPE_CHECKING:
 DAG_FILE, DAG_RULES = "DAG file", "DAG rules"
 MIN_DOC_CHARS = 200  # a page saying what the DAG does, not a title
 PARSE_TIMEOUT_S = 600  # Airflow's own per-file import timeout applies inside
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _PARSE = "import sys; from yieldops.checks.dags import write_parsed; write_parsed(*sys.argv[1:])"
-
-
-def checkout_folder(name: str) -> Path | None:
-    """``dags`` or ``plugins`` of the checkout this package runs from; None when installed.
-
-    A checkout holds the package as include/yieldops, beside dags/ and plugins/.
-    """
-    if _PACKAGE_DIR.parent.name != "include":
-        return None
-    folder = _PACKAGE_DIR.parents[1] / name
-    return folder if folder.is_dir() else None
 
 
 def dag_problems(dag: DAG) -> list[str]:
@@ -79,8 +68,8 @@ def _parse_in_subprocess(dags_dir: Path, config_dir: Path) -> list[dict[str, Any
         # The whole traceback, so that it reaches back to the DAG file's own line.
         "AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH": "1000",
     }
-    plugins = checkout_folder("plugins")
-    if plugins:  # Airflow puts its own plugins folder on sys.path; a checkout's is ours
+    plugins = plugins_folder()
+    if plugins.is_dir():  # Airflow puts its own plugins folder on sys.path; this one is ours
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugins), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="yieldops-check-") as tmp:
         out = Path(tmp) / "parsed.json"

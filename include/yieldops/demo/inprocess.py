@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..layout import dags_folder, plugins_folder
 from ..settings import load_settings
 from .processes import Service, free_port
-from .stack import DEMO_ROLLOUT, project_root
+from .stack import DEMO_ROLLOUT
 from .story import report_files
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 1
@@ -30,13 +31,12 @@ EXIT_OK, EXIT_BAD_INPUT = 0, 1
 
 def configure_airflow(home: Path) -> None:
     """Environment for an in-process Airflow on SQLite under ``home`` (before importing it)."""
-    root = project_root()
     os.environ.update(
         {
             "YIELDOPS_HOME": str(home),
             "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             **DEMO_ROLLOUT,
         }
@@ -161,7 +161,7 @@ def _curated_products(home: Path) -> list[str]:
 def _dag(dag_id: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=project_root() / "dags" / f"{dag_id}.py")
+    bag = DagBag(dag_folder=dags_folder() / f"{dag_id}.py")
     if bag.import_errors:
         raise RuntimeError(f"{dag_id}: {bag.import_errors}")
     return bag.dags[dag_id]

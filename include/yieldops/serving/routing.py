@@ -123,7 +123,8 @@ def counterpart(role: str) -> str:
 
 def bucket(die_key: str) -> int:
     """0-99, stable across processes and restarts (SHA-1 of the key, not ``hash()``)."""
-    return int.from_bytes(hashlib.sha1(die_key.encode()).digest()[:8], "big") % 100
+    digest = hashlib.sha1(die_key.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 def load_routing(path: Path) -> Routing | None:
