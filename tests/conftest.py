@@ -9,6 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,6 +25,37 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN_URL = os.environ.get(
+    "YIELDOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def throwaway_postgres_database() -> Iterator[str]:
+    """The URL of a new database on the test PostgreSQL server, dropped afterwards."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"yieldops_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _airflow_metadata_database() -> str | None:
+    """YIELDOPS_TEST_METADATA_DB=postgresql: Airflow's metadata in a throwaway PostgreSQL
+    database (CI runs the suite on both); otherwise Airflow's SQLite default in its home."""
+    if os.environ.get("YIELDOPS_TEST_METADATA_DB", "sqlite") != "postgresql":
+        return None
+    databases = ExitStack()
+    atexit.register(databases.close)
+    return databases.enter_context(throwaway_postgres_database())
+
 
 # Airflow reads its configuration when first imported: point it at a throwaway
 # home with this project's dags/ and plugins/ before any test imports it.
@@ -35,6 +69,10 @@ os.environ.update(
     AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
     AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
 )
+if METADATA_DB_URL := _airflow_metadata_database():
+    # psycopg 3 for the async engine too (Airflow's default would be asyncpg)
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = METADATA_DB_URL
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = METADATA_DB_URL
 SAMPLES_DIR = Path(os.environ.get("STDF_SAMPLES_DIR", ROOT.parent / "shared" / "stdf-samples"))
 SAMPLE_SUFFIXES = (".stdf", ".stdf.gz", ".stdf.bz2", ".std")
 

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import random
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import POSTGRES_ADMIN_URL, throwaway_postgres_database
 
 from yieldops.landing.ledger import CLAIMED, CURATED, FAILED, QUARANTINED, Ledger
-
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throwaway database on the local PostgreSQL server, dropped afterwards."""
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"yieldops_test_{uuid.uuid4().hex[:12]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        with throwaway_postgres_database() as url:
+            yield url
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
