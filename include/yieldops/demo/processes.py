@@ -1,7 +1,7 @@
 """Child processes of the demo: started in their own process group, stopped by that pid.
 
 A pid file lists what a run started, so a run that was killed without cleaning up is
-cleaned up by the next one (only the recorded pids whose command line still matches).
+cleaned up by the next one (only the recorded pids that are still the processes it started).
 """
 
 from __future__ import annotations
@@ -28,17 +28,23 @@ def free_port() -> int:
 
 @dataclass
 class Service:
-    """One long-running command, its log file, and the URL that says it is ready."""
+    """One long-running command, its log file, and what says it is ready."""
 
     name: str
     argv: Sequence[str]
     env: Mapping[str, str]
     log_path: Path
-    ready_url: str
+    # Ready when this URL answers 200 (or what ``healthy`` accepts); empty: once started.
+    ready_url: str = ""
+    healthy: Callable[[httpx.Response], bool] | None = field(default=None, repr=False)
+    # For a service without HTTP: ready once its log shows this line (after this start).
+    ready_line: str = ""
     process: subprocess.Popen | None = field(default=None, repr=False)
+    _log_start: int = field(default=0, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 list(self.argv),
@@ -49,47 +55,85 @@ class Service:
                 start_new_session=True,  # its own group: stopping it stops its children
             )
 
-    def wait_ready(self, timeout: float, ready: Callable[[httpx.Response], bool] | None = None):
+    def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}"
                 )
-            try:
-                response = httpx.get(self.ready_url, timeout=5)
-                if ready(response) if ready else response.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
             time.sleep(1)
-        raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def ready(self) -> bool:
+        """Whether it is ready; raises when it has exited."""
+        self.check_running()
+        if self.ready_line:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                return self.ready_line.encode() in log.read()
+        if not self.ready_url:
+            return True
+        try:
+            response = httpx.get(self.ready_url, timeout=5)
+        except httpx.HTTPError:
+            return False
+        return self.healthy(response) if self.healthy else response.status_code == 200
+
+    def check_running(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
+            )
 
     def stop(self, timeout: float = 30) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # Some grandchildren start groups of their own (Airflow's LocalExecutor workers):
-            # note them first, so none outlives the stack.
+        stop_services([self], timeout)
+
+    def kill(self) -> None:
+        """SIGKILL to its group and every descendant at once, as a machine that dies would."""
+        if self.running:
             family = descendants(self.process.pid)
-            stop_group(self.process.pid, timeout)
-            self.process.wait(timeout=5)
-            for pid in family:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            _kill_all(family)
+            self.process.wait(timeout=10)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
 
-def stop_group(pid: int, timeout: float = 30) -> None:
+def stop_services(services: Sequence[Service], timeout: float = 30) -> None:
+    """Stop services together, each with its whole process tree."""
+    running = [s for s in services if s.running]
+    # Some grandchildren start groups of their own (Airflow's task processes):
+    # note them first, so none outlives the stack.
+    families = [descendants(s.process.pid) for s in running]
+    stop_groups([s.process.pid for s in running], timeout)
+    for service, family in zip(running, families):
+        service.process.wait(timeout=5)
+        _kill_all(family)
+
+
+def _kill_all(pids: Sequence[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_groups(pids: Sequence[int], timeout: float = 30) -> None:
     """SIGINT (Airflow standalone stops its components on it), then SIGTERM, then SIGKILL,
-    to the process group led by ``pid``."""
+    to the process groups led by ``pids``, all at once."""
     for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
+        alive = [pid for pid in pids if _group_alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
+        while alive and time.monotonic() < deadline:
             time.sleep(0.2)
+            alive = [pid for pid in alive if _group_alive(pid)]
+        if not alive:
+            return
 
 
 def descendants(pid: int) -> list[int]:
@@ -122,7 +166,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def write_pid_file(path: Path, services: Sequence[Service]) -> None:
-    started = {s.name: {"pid": s.process.pid, "argv": list(s.argv)} for s in services if s.process}
+    started = {
+        s.name: {"pid": s.process.pid, "started": _start_time(s.process.pid), "argv": list(s.argv)}
+        for s in services
+        if s.process
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(started, indent=2))
 
@@ -133,18 +181,22 @@ def stop_leftovers(path: Path) -> list[str]:
         recorded = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return []
-    stopped = []
-    for name, entry in recorded.items():
-        if _command_line(entry["pid"])[:2] == entry["argv"][:2]:
-            stop_group(entry["pid"], timeout=15)
-            stopped.append(name)
+    # The same pid and start time: that process, not a later one that got its pid. (Not the
+    # command line: Airflow's components and Celery workers rewrite theirs.)
+    left = {
+        name: entry["pid"]
+        for name, entry in recorded.items()
+        if entry.get("started") is not None and _start_time(entry["pid"]) == entry["started"]
+    }
+    stop_groups(list(left.values()), timeout=15)
     path.unlink(missing_ok=True)
-    return stopped
+    return list(left)
 
 
-def _command_line(pid: int) -> list[str]:
+def _start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, field 22 of /proc/<pid>/stat)."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])

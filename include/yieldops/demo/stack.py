@@ -13,12 +13,13 @@ import json
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from .processes import Service, free_port, stop_leftovers, write_pid_file
+from .processes import Service, free_port, stop_leftovers, stop_services, write_pid_file
 
 PRODUCT = "YO-7NM-ADC"
 MODEL = f"yield-{PRODUCT}"
@@ -81,6 +82,14 @@ class DemoStack:
     def pid_file(self) -> Path:
         return self.home / "pids.json"
 
+    @property
+    def mlflow_backend_store_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_destination(self) -> str:
+        return str(self.home / "mlartifacts")
+
     def yieldops_env(self) -> dict[str, str]:
         """What every process of the stack shares."""
         bin_dir = str(Path(sys.executable).parent)
@@ -130,6 +139,59 @@ class DemoStack:
     def passwords_file(self) -> Path:
         return self.home / "airflow" / "passwords.json"
 
+    # -- services ------------------------------------------------------------------------------
+
+    def mlflow_service(self) -> Service:
+        return Service(
+            "mlflow",
+            [sys.executable, "-m", "mlflow", "server"],
+            {
+                **self.yieldops_env(),
+                "MLFLOW_HOST": "127.0.0.1",
+                "MLFLOW_PORT": str(self.ports.mlflow),
+                "MLFLOW_WORKERS": "1",
+                "MLFLOW_BACKEND_STORE_URI": self.mlflow_backend_store_uri,
+                # Clients up- and download artifacts through the server (mlflow-artifacts:/).
+                "MLFLOW_ARTIFACTS_DESTINATION": self.mlflow_artifacts_destination,
+                # No server-side jobs (GenAI evaluation): they would start eight more processes.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            },
+            self.home / "logs" / "mlflow.log",
+            f"{self.mlflow_url}/health",
+        )
+
+    def gateway_service(self) -> Service:
+        return Service(
+            "gateway",
+            [sys.executable, "-m", "yieldops.serving"],
+            {
+                **self.yieldops_env(),
+                "YIELDOPS_GATEWAY_MODEL": MODEL,
+                "YIELDOPS_GATEWAY_ADMIN_TOKEN": self.admin_token,
+                "YIELDOPS_GATEWAY_LOG_URL": self.prediction_log_url,
+                "YIELDOPS_GATEWAY_PORT": str(self.ports.gateway),
+            },
+            self.home / "logs" / "gateway.log",
+            f"{self.gateway_url}/healthz",
+        )
+
+    def airflow_services(self) -> list[Service]:
+        """``airflow standalone``: every Airflow component in one process tree."""
+        return [
+            Service(
+                "airflow",
+                [sys.executable, "-m", "airflow", "standalone"],
+                self.airflow_env(),
+                self.home / "logs" / "airflow.log",
+                self.airflow_health_url,
+                healthy=airflow_healthy,
+            )
+        ]
+
+    @property
+    def airflow_health_url(self) -> str:
+        return f"{self.airflow_url}/api/v2/monitor/health"
+
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self, say=print) -> None:
@@ -137,59 +199,46 @@ class DemoStack:
         left = stop_leftovers(self.pid_file)
         if left:
             say(f"stopped what an earlier run left running: {', '.join(left)}")
-        for folder in ("landing", "airflow", "logs"):
-            (self.home / folder).mkdir(parents=True, exist_ok=True)
-        self.passwords_file.write_text(json.dumps({AIRFLOW_USER: self.airflow_password}))
-        logs = self.home / "logs"
-        python = sys.executable
-        self.services = [
-            Service(
-                "mlflow",
-                [python, "-m", "mlflow", "server", "--host", "127.0.0.1",
-                 "--port", str(self.ports.mlflow), "--workers", "1",
-                 "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
-                 "--artifacts-destination", str(self.home / "mlartifacts")],
-                self.yieldops_env(),
-                logs / "mlflow.log",
-                f"{self.mlflow_url}/health",
-            ),
-            Service(
-                "gateway",
-                [python, "-m", "yieldops.serving"],
-                {
-                    **self.yieldops_env(),
-                    "YIELDOPS_GATEWAY_MODEL": MODEL,
-                    "YIELDOPS_GATEWAY_ADMIN_TOKEN": self.admin_token,
-                    "YIELDOPS_GATEWAY_LOG_URL": self.prediction_log_url,
-                    "YIELDOPS_GATEWAY_PORT": str(self.ports.gateway),
-                },
-                logs / "gateway.log",
-                f"{self.gateway_url}/healthz",
-            ),
-            Service(
-                "airflow",
-                [python, "-m", "airflow", "standalone"],
-                self.airflow_env(),
-                logs / "airflow.log",
-                f"{self.airflow_url}/api/v2/monitor/health",
-            ),
-        ]  # fmt: skip
         try:
-            for service in self.services:
-                service.start()
-                write_pid_file(self.pid_file, self.services)
-            for service in self.services:
-                say(f"waiting for {service.name} ({service.ready_url}) ...")
-                service.wait_ready(
-                    timeout=300, ready=_healthy if service.name == "airflow" else None
-                )
+            self.prepare(say)
+            self.launch([self.mlflow_service(), self.gateway_service()])
+            self.prepare_airflow(say)
+            self.launch(self.airflow_services())
+            self.wait_ready(say)
         except BaseException:
             self.stop()
             raise
 
+    def prepare(self, say=print) -> None:
+        """What the services need before they start: folders and the Airflow password."""
+        for folder in ("landing", "airflow", "logs"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        self.passwords_file.write_text(json.dumps({AIRFLOW_USER: self.airflow_password}))
+
+    def prepare_airflow(self, say=print) -> None:
+        """What Airflow needs before it starts (standalone creates its database itself)."""
+
+    def launch(self, services: list[Service]) -> None:
+        """Start ``services``, each recorded in the pid file as soon as it runs."""
+        for service in services:
+            self.services.append(service)
+            service.start()
+            write_pid_file(self.pid_file, self.services)
+
+    def wait_ready(self, say=print, timeout: float = 300) -> None:
+        """Until every service is ready; fails as soon as any of them exits."""
+        deadline = time.monotonic() + timeout
+        for service in self.services:
+            say(f"waiting for {service.name} ({service.ready_url or service.log_path}) ...")
+            while not service.ready():
+                for other in self.services:
+                    other.check_running()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service.name} not ready after {timeout:.0f} s")
+                time.sleep(1)
+
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
+        stop_services(self.services)
         self.pid_file.unlink(missing_ok=True)
 
     # -- Airflow's REST API --------------------------------------------------------------------
@@ -209,7 +258,7 @@ class DemoStack:
         )
 
 
-def _healthy(response: httpx.Response) -> bool:
+def airflow_healthy(response: httpx.Response) -> bool:
     """Airflow's health: metadatabase, scheduler, triggerer and dag processor all healthy."""
     if response.status_code != 200:
         return False
