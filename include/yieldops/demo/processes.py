@@ -90,27 +90,27 @@ class Service:
 
     def kill(self) -> None:
         """SIGKILL to its group and every descendant at once, as a machine that dies would."""
-        if self.running:
-            family = descendants(self.process.pid)
+        process = self.running_process()
+        if process is not None:
+            family = descendants(process.pid)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
             _kill_all(family)
-            self.process.wait(timeout=10)
+            process.wait(timeout=10)
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def running_process(self) -> subprocess.Popen | None:
+        return self.process if self.process is not None and self.process.poll() is None else None
 
 
 def stop_services(services: Sequence[Service], timeout: float = 30) -> None:
     """Stop services together, each with its whole process tree."""
-    running = [s for s in services if s.running]
+    running = [p for s in services if (p := s.running_process()) is not None]
     # Some grandchildren start groups of their own (Airflow's task processes):
     # note them first, so none outlives the stack.
-    families = [descendants(s.process.pid) for s in running]
-    stop_groups([s.process.pid for s in running], timeout)
-    for service, family in zip(running, families):
-        service.process.wait(timeout=5)
+    families = [descendants(p.pid) for p in running]
+    stop_groups([p.pid for p in running], timeout)
+    for process, family in zip(running, families):
+        process.wait(timeout=5)
         _kill_all(family)
 
 
