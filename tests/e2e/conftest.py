@@ -10,7 +10,8 @@ import pytest
 def stack(tmp_path_factory):
     from yieldops.demo.stack import DemoStack
 
-    demo = DemoStack(tmp_path_factory.mktemp("e2e") / "home")
+    # the browser test's manual run waits for the continuous ingest run's slot: keep it short
+    demo = DemoStack(tmp_path_factory.mktemp("e2e") / "home", sensor_timeout_seconds=30)
     demo.start()
     try:
         yield demo

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from ..layout import dags_folder, plugins_folder
 from .processes import Service, free_port, stop_leftovers, stop_services, write_pid_file
 
 PRODUCT = "YO-7NM-ADC"
@@ -32,13 +33,7 @@ DEMO_ROLLOUT = {
     "YIELDOPS_ROLLOUT_POLL_SECONDS": "2",
     "YIELDOPS_ROLLOUT_CANARY_STEPS": "5,25,50,100",
     "YIELDOPS_SENSOR_POKE_SECONDS": "5",
-    "YIELDOPS_SENSOR_TIMEOUT_SECONDS": "30",  # manual runs wait at most this to start
 }
-
-
-def project_root() -> Path:
-    """The checkout holding dags/ and plugins/ (the package is installed editable)."""
-    return Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -55,6 +50,9 @@ class DemoStack:
     services: list[Service] = field(default_factory=list)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     airflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # How long a continuous ingest run waits for files before it ends and the next starts;
+    # a manual run (the browser test's) waits for the slot at most this long.
+    sensor_timeout_seconds: int = 300
 
     # -- where things are ----------------------------------------------------------------------
 
@@ -99,10 +97,10 @@ class DemoStack:
             "YIELDOPS_HOME": str(self.home),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             **DEMO_ROLLOUT,
+            "YIELDOPS_SENSOR_TIMEOUT_SECONDS": str(self.sensor_timeout_seconds),
         }
 
     def airflow_env(self) -> dict[str, str]:
-        root = project_root()
         gateway = {
             "conn_type": "http",
             "host": "127.0.0.1",
@@ -120,8 +118,8 @@ class DemoStack:
         return {
             **self.yieldops_env(),
             "AIRFLOW_HOME": str(self.home / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
