@@ -7,6 +7,7 @@ from typing import Any
 from yieldops.settings import Settings
 
 SENSOR, EVENTS, SWEEP = "sensor", "events", "sweep"
+SQS_LONG_POLL_SECONDS = 20  # SQS's maximum
 
 
 def landing_asset(settings: Settings):
@@ -24,7 +25,14 @@ def landing_asset(settings: Settings):
     from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 
     trigger = MessageQueueTrigger(
-        scheme="sqs", sqs_queue=settings.sqs_queue_url, aws_conn_id=settings.aws_conn_id
+        scheme="sqs",
+        sqs_queue=settings.sqs_queue_url,
+        aws_conn_id=settings.aws_conn_id,
+        # Long polling answers as soon as a file lands: no minute-long gaps between polls
+        # (the provider's default), and an idle queue costs three calls a minute.
+        wait_time_seconds=SQS_LONG_POLL_SECONDS,
+        waiter_delay=1,
+        max_messages=10,
     )
     return Asset(
         name="stdf-landing",
