@@ -7,12 +7,16 @@ BIN=$ROOT/.venv/bin
 if [ -z "${CI_SUMMARY:-}" ]; then
   CI_SUMMARY=$(mktemp)
   CI_OWNS_SUMMARY=1
-  trap 'rm -f "$CI_SUMMARY"' EXIT
+  trap 'rm -f "$CI_SUMMARY" "$STAGE_NOTE"' EXIT
 fi
 export CI_SUMMARY
 # A stage may write its own one-line result here; otherwise its last output line is used.
-STAGE_NOTE=$(mktemp)
-export STAGE_NOTE
+# Nested scripts write to their caller's file, so a stage that runs stages ends with the
+# last of their results.
+if [ -z "${STAGE_NOTE:-}" ]; then
+  STAGE_NOTE=$(mktemp)
+  export STAGE_NOTE
+fi
 
 summary() {
   [ -n "${CI_OWNS_SUMMARY:-}" ] || return 0
@@ -35,7 +39,8 @@ stage() {
   set -e
   case $rc in 0) verdict=PASS ;; 75) verdict=SKIP ;; *) verdict=FAIL ;; esac
   detail=$(cat "$STAGE_NOTE")
-  [ -n "$detail" ] || detail=$(grep -v '^[[:space:]=]*$' "$log" | tail -n 1 | sed 's/^=* *//; s/ *=*$//')
+  [ -n "$detail" ] ||
+    detail=$({ grep -v '^[[:space:]=]*$' "$log" || true; } | tail -n 1 | sed 's/^=* *//; s/ *=*$//')
   line=$(printf '%-4s  %-13s %5ss  %s' "$verdict" "$name" "$((SECONDS - start))" "$detail")
   echo "$line"
   echo "$line" >>"$CI_SUMMARY"
