@@ -98,22 +98,11 @@ def sqs_client(aws_client_kwargs):
 
 
 def notifying_queue(s3_client, sqs_client, bucket: str) -> str:
-    """A queue that receives the bucket's ObjectCreated events; returns its URL."""
-    queue_url = sqs_client.create_queue(QueueName=f"landed-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    s3_client.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": queue_arn["Attributes"]["QueueArn"],
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "landing/"}]}},
-                }
-            ]
-        },
-    )
-    return queue_url
+    """A queue that receives the bucket's ObjectCreated events under landing/; its URL."""
+    from yieldops.landing.s3 import send_new_objects_to_queue
+
+    queue = f"landed-{uuid.uuid4().hex[:12]}"
+    return send_new_objects_to_queue(s3_client, sqs_client, bucket, "landing/", queue)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..landing.s3 import send_new_objects_to_queue
 from .processes import Service, free_port, write_pid_file
 from .stack import PRODUCT, DemoStack, Ports, airflow_healthy
 from .story import DAGS, RunFollower, _champion_serving, _replay, _where_to_look
@@ -286,20 +287,8 @@ class ProductionStack(DemoStack):
         s3, sqs = self.aws("s3"), self.aws("sqs")
         for bucket in (LANDING_BUCKET, ARTIFACT_BUCKET):
             s3.create_bucket(Bucket=bucket)
-        queue_url = sqs.create_queue(QueueName="yieldops-landed")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        prefix = {"Key": {"FilterRules": [{"Name": "prefix", "Value": f"{LANDING_PREFIX}/"}]}}
-        s3.put_bucket_notification_configuration(
-            Bucket=LANDING_BUCKET,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": arn["Attributes"]["QueueArn"],
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": prefix,
-                    }
-                ]
-            },
+        queue_url = send_new_objects_to_queue(
+            s3, sqs, LANDING_BUCKET, f"{LANDING_PREFIX}/", "yieldops-landed"
         )
         sqs.purge_queue(QueueUrl=queue_url)  # the s3:TestEvent would start an empty run
         return queue_url

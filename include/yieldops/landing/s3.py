@@ -135,3 +135,23 @@ def _is_landed_name(key: str) -> bool:
 def _unquoted(etag: str) -> str:
     # S3 lists ETags in quotes; event notifications carry them bare. One form for both.
     return etag.strip('"')
+
+
+def send_new_objects_to_queue(s3: Any, sqs: Any, bucket: str, prefix: str, queue: str) -> str:
+    """Create queue ``queue`` and make the bucket notify it of every object created under
+    ``prefix`` (the events mode's wiring); returns the queue's URL."""
+    queue_url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn["Attributes"]["QueueArn"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+            ]
+        },
+    )
+    return queue_url
