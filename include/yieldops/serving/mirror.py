@@ -39,7 +39,9 @@ from .records import Die, parse_records
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-STOP_SECONDS = 10.0
+# Stopping, workers get this long to score the copies they hold: enough for one still
+# spawning and loading its models, within the 30 s an orchestrator grants before SIGKILL.
+STOP_SECONDS = 25.0
 # A version a worker failed to load is tried again after this; its copies are dropped
 # meanwhile, so a broken registry is not asked once per request.
 LOAD_RETRY_SECONDS = 30.0
