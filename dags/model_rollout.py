@@ -43,6 +43,8 @@ The prediction gateway serves; this DAG only steers it and judges.
 For each deployment target (`include/config/targets.yaml`, one task group per
 target, in order; a target starts only after the previous one passed):
 
+0. **plan_target** skips at once the group's tasks this run does not need
+   (a target not rolled out to, the step slots past the plan's steps).
 1. **offline_check**: the challenger (and the champion) scored on the
    target's newest curated lots from its fabs, judged by the product's gate.
 2. **shadow**, then **step_1..** (canary 5 → 25 → 50 → 100 %, or the
@@ -158,6 +160,10 @@ def model_rollout():
         return steps.plan(params, triggering_asset_events, dag_run)
 
     @task
+    def plan_target(rollout: dict, target: str) -> str:
+        return steps.plan_target(rollout, target, STEP_SLOTS)
+
+    @task
     def offline_check(rollout: dict, target: str) -> dict:
         return steps.offline_check(rollout, target)
 
@@ -189,7 +195,10 @@ def model_rollout():
     for target in TARGETS:
         with TaskGroup(group_id=target, tooltip=f"rollout to {target}"):
             done = offline_check(rollout, target)
-            previous >> done
+            previous >> plan_target(rollout, target) >> done
+            # target_done waits for every task that may run (the unplanned ones are skipped
+            # from the start): not only for the last slot's
+            judged = [done]
             for slot, group_id in enumerate(STEP_SLOTS):
                 with TaskGroup(group_id=group_id):
                     step = set_routing(rollout, target, slot)
@@ -197,8 +206,9 @@ def model_rollout():
                     analysed = AnalyseStepOperator(task_id="analyse", rollout=rollout, step=step)
                     done >> step >> waited >> analysed
                     done = analysed
+                    judged.append(analysed)
             previous = target_done(target)
-            done >> previous
+            judged >> previous
 
     approve = ApprovalOperator(
         task_id="approve",

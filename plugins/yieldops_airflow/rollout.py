@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import base_url, runtime_settings
@@ -113,9 +113,32 @@ def _triggered_by(dag_run, event: dict) -> str:
 # -- targets and their gateways --------------------------------------------------------------
 
 
-def in_plan(rollout: dict, target: str) -> None:
-    if target not in rollout["targets"]:
-        raise AirflowSkipException(f"{target} is not a target of {rollout['model']}")
+SLOT_TASKS = ("set_routing", "wait", "analyse")  # the tasks of each step slot's group
+
+
+def plan_target(rollout: dict, target_name: str, slot_groups: list[str]) -> str:
+    """Skip at once the tasks of this target's group that the plan does not run: all of them
+    for a target not in the plan, the offline check of a restore, the slots past the plan's
+    steps. The Grid shows the run's path from its start, and the scheduler does not have to
+    skip a chain of ~20 tasks one loop at a time."""
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    taking_part = target_name in rollout["targets"]
+    unplanned = []
+    if not taking_part or rollout["strategy"] == "restore":
+        unplanned.append(f"{target_name}.offline_check")
+    planned_slots = len(rollout["steps"]) if taking_part else 0
+    for group in slot_groups[planned_slots:]:
+        unplanned += [f"{target_name}.{group}.{task}" for task in SLOT_TASKS]
+    summary = (
+        f"{target_name} is not a target of {rollout['model']}"
+        if not taking_part
+        else f"{rollout['strategy']}: {len(rollout['steps'])} step(s)"
+    )
+    if unplanned:
+        log.info("%s: skipping %d unplanned tasks", summary, len(unplanned))
+        raise DownstreamTasksSkipped(tasks=unplanned)
+    return summary
 
 
 def gateway_for(target_name: str):
@@ -149,9 +172,6 @@ def offline_check(rollout: dict, target_name: str) -> dict:
     from yieldops.rollout.targets import load_targets
     from yieldops.training import registry
 
-    in_plan(rollout, target_name)
-    if rollout["strategy"] == "restore":
-        raise AirflowSkipException("a restore brings back a version that served before")
     if not rollout["offline_check"]:
         _audit(rollout, "offline_check", "offline check off (param)", target=target_name)
         return {"passed": None, "reasons": ["off by param"]}
@@ -182,10 +202,8 @@ def offline_check(rollout: dict, target_name: str) -> dict:
 
 
 def set_routing(rollout: dict, target_name: str, slot: int) -> dict:
-    """Route the step of this slot on the target's gateway; skip when the plan has none."""
-    in_plan(rollout, target_name)
-    if slot >= len(rollout["steps"]):
-        raise AirflowSkipException(f"the plan has {len(rollout['steps'])} step(s)")
+    """Route the step of this slot on the target's gateway (plan_target skipped the slots
+    the plan has no step for)."""
     step = rollout["steps"][slot]
     client, log_url = gateway_for(target_name)
     routing = client.update(
