@@ -136,6 +136,7 @@ def serve_gateway(settings, loader, ready: bool = True) -> Iterator[tuple[httpx.
     """A uvicorn server in a thread; yields an httpx client on it and the app's gateway
     once it answers (``ready``: once ``/readyz`` says 200)."""
     from yieldops.serving import create_app
+    from yieldops.serving.mirror import STOP_SECONDS
 
     app = create_app(settings, loader=loader)
     port = free_port()
@@ -160,7 +161,8 @@ def serve_gateway(settings, loader, ready: bool = True) -> Iterator[tuple[httpx.
             yield client, app.state.gateway
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
+        # shutting down, the gateway lets its mirror workers finish (up to twice STOP_SECONDS)
+        thread.join(timeout=2 * STOP_SECONDS + 10)
         assert not thread.is_alive(), "the server thread did not stop"
 
 
