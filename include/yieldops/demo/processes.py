@@ -39,6 +39,8 @@ class Service:
     healthy: Callable[[httpx.Response], bool] | None = field(default=None, repr=False)
     # For a service without HTTP: ready once its log shows this line (after this start).
     ready_line: str = ""
+    # Seconds between SIGINT (a graceful stop) and SIGTERM when it has not stopped by then.
+    stop_grace: float = 30
     process: subprocess.Popen | None = field(default=None, repr=False)
     _log_start: int = field(default=0, repr=False)
 
@@ -85,8 +87,8 @@ class Service:
                 f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
             )
 
-    def stop(self, timeout: float = 30) -> None:
-        stop_services([self], timeout)
+    def stop(self) -> None:
+        stop_services([self])
 
     def kill(self) -> None:
         """SIGKILL to its group and every descendant at once, as a machine that dies would."""
@@ -102,13 +104,13 @@ class Service:
         return self.process if self.process is not None and self.process.poll() is None else None
 
 
-def stop_services(services: Sequence[Service], timeout: float = 30) -> None:
-    """Stop services together, each with its whole process tree."""
-    running = [p for s in services if (p := s.running_process()) is not None]
+def stop_services(services: Sequence[Service]) -> None:
+    """Stop services together, each with its whole process tree and its own grace."""
+    running = {p: s.stop_grace for s in services if (p := s.running_process()) is not None}
     # Some grandchildren start groups of their own (Airflow's task processes):
     # note them first, so none outlives the stack.
     families = [descendants(p.pid) for p in running]
-    stop_groups([p.pid for p in running], timeout)
+    stop_groups({p.pid: grace for p, grace in running.items()})
     for process, family in zip(running, families):
         process.wait(timeout=5)
         _kill_all(family)
@@ -120,20 +122,31 @@ def _kill_all(pids: Sequence[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def stop_groups(pids: Sequence[int], timeout: float = 30) -> None:
-    """SIGINT (Airflow standalone stops its components on it), then SIGTERM, then SIGKILL,
-    to the process groups led by ``pids``, all at once."""
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        alive = [pid for pid in pids if _group_alive(pid)]
+def stop_groups(graces: Mapping[int, float]) -> None:
+    """SIGINT (Airflow standalone stops its components on it) to the process groups led by
+    the keys, all at once; SIGTERM to a group still alive after its grace, SIGKILL 10 s later."""
+    if not graces:
+        return
+    start = time.monotonic()
+    escalations = {
+        pid: [(grace, signal.SIGTERM), (grace + 10, signal.SIGKILL)]
+        for pid, grace in graces.items()
+    }
+    alive = list(graces)
+    _signal_groups(alive, signal.SIGINT)
+    while alive and time.monotonic() - start < max(graces.values()) + 15:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if _group_alive(pid)]
+        elapsed = time.monotonic() - start
         for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, sig)
-        deadline = time.monotonic() + wait
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.2)
-            alive = [pid for pid in alive if _group_alive(pid)]
-        if not alive:
-            return
+            while escalations[pid] and escalations[pid][0][0] <= elapsed:
+                _signal_groups([pid], escalations[pid].pop(0)[1])
+
+
+def _signal_groups(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
 
 
 def descendants(pid: int) -> list[int]:
@@ -188,7 +201,7 @@ def stop_leftovers(path: Path) -> list[str]:
         for name, entry in recorded.items()
         if entry.get("started") is not None and _start_time(entry["pid"]) == entry["started"]
     }
-    stop_groups(list(left.values()), timeout=15)
+    stop_groups(dict.fromkeys(left.values(), 15))
     path.unlink(missing_ok=True)
     return list(left)
 

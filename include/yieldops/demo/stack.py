@@ -183,6 +183,9 @@ class DemoStack:
                 self.home / "logs" / "airflow.log",
                 self.airflow_health_url,
                 healthy=airflow_healthy,
+                # Its components stop in seconds, but the scheduler's LocalExecutor can wait
+                # forever on a worker stuck on the task queue's lock (apache/airflow#67870).
+                stop_grace=10,
             )
         ]
 
