@@ -22,8 +22,7 @@ ARTIFACTS = Path(
     or Path(__file__).resolve().parents[2] / "test-artifacts"
 )
 DAG_ID = "stdf_ingest"
-# The manual run waits for the ingest of the lots landed at the start to free the slot.
-RUN_DEADLINE_SECONDS = 240
+RUN_DEADLINE_SECONDS = 120
 FINISHED = ("Success", "Failed")
 
 pytestmark = pytest.mark.skipif(

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from yieldops.demo.stack import MODEL
+from yieldops.demo.story import land_lots
 
 DAGS = ("stdf_ingest", "yield_training", "model_rollout")
 
@@ -30,7 +31,8 @@ def _at(text: str) -> datetime:
 
 @pytest.fixture(scope="session")
 def landed(stack):
-    """The REST client, once a rollout of the stack's three landed lots has succeeded."""
+    """Three baseline lots landed; returns the REST client once a rollout has succeeded."""
+    land_lots(stack, lots=3, wafers_per_lot=2, seed=0, drift=0.3)
     api = stack.airflow()
     deadline = time.monotonic() + 900
     while _first_success(api, "model_rollout") is None:
