@@ -3,7 +3,8 @@
 1. start the stack (see :mod:`yieldops.demo.stack`) in a clean home;
 2. land healthy baseline lots: stdf_ingest -> yield_training -> model_rollout makes the
    first model champion (no champion to compare with: promoted after its offline check);
-3. replay curated dies to the gateway, so later steps have traffic and labels;
+3. replay the newest curated lot's dies to the gateway (as the tester line sends them), so
+   later steps have traffic and labels;
 4. land a lot whose process drifted: the retrained model goes through shadow and canary
    and, if every step passes, becomes champion;
 5. print a summary (files, model versions, gate and rollout verdicts, champion now).
@@ -29,6 +30,7 @@ DAGS = ("stdf_ingest", "yield_training", "model_rollout")
 TERMINAL = {"success", "failed"}
 BASELINE_DRIFT, DRIFTED = 0.3, 0.6  # process shift per lot index, in sigmas
 REPLAY_RATE, REPLAY_BATCH = 100.0, 10
+REPLAY_REFRESH_SECONDS = 10.0  # how soon a newly curated lot becomes the traffic
 
 
 class RunFollower:
@@ -94,7 +96,7 @@ def run_demo(
         _wait(follower, deadline, lambda: _champion_serving(stack), "a champion serving")
         first_champion = time.monotonic() - first_landed
 
-        say(f"\n2. replaying curated dies to the gateway ({REPLAY_RATE:g} dies/s)")
+        say(f"\n2. replaying the newest curated lot's dies to the gateway ({REPLAY_RATE:g} dies/s)")
         replayer = threading.Thread(target=_replay, args=(stack, stop_replay), daemon=True)
         replayer.start()
 
@@ -175,18 +177,25 @@ def _retrained_and_rolled(follower: RunFollower, since: datetime) -> bool:
 
 
 def _replay(stack: DemoStack, stop: threading.Event) -> None:
+    """The newest curated lot's dies, looked up again every few seconds: the traffic a model
+    serves is the wafers under test now, so the drifted lot is what its successor is judged on."""
     from yieldops.config import product
     from yieldops.serving.replay import load_replay_frame, replay
 
-    table = load_replay_frame(stack.home / "curated", product(PRODUCT))
-    replay(
-        stack.gateway_url,
-        table.frame,
-        table.feature_columns,
-        rate_per_s=REPLAY_RATE,
-        batch_size=REPLAY_BATCH,
-        stop=stop,
-    )
+    rounds = 0
+    while not stop.is_set():
+        table = load_replay_frame(stack.home / "curated", product(PRODUCT))
+        newest = table.subset(table.lots[-1:])
+        rounds += 1
+        replay(
+            stack.gateway_url,
+            newest.frame.sample(frac=1, random_state=rounds),  # each round other dies first
+            newest.feature_columns,
+            rate_per_s=REPLAY_RATE,
+            batch_size=REPLAY_BATCH,
+            duration_s=REPLAY_REFRESH_SECONDS,
+            stop=stop,
+        )
 
 
 def report_files(ledger_url: str, say: Callable[[str], None]) -> None:
