@@ -30,8 +30,9 @@ updates, and triggerable from the UI for one product.
    from the product YAML).
 4. **evaluate**: holdout metrics of the challenger, and of the current
    champion (MLflow alias `champion`) on the same holdout.
-5. **gate** (branch): absolute thresholds, and not worse than the champion
-   by more than the tolerance. Pass -> **register**: MLflow run with model
+5. **gate** (branch): each metric beside its no-skill baseline (always the
+   majority class, the lots' yield): better than it by `min_lift`, absolute
+   thresholds, and not worse than the champion by more than the tolerance. Pass -> **register**: MLflow run with model
    (skops), signature, input example, lineage, wafer maps, ROC and confusion
    matrix; a new model version with alias `challenger` (never `champion`),
    which schedules `model_rollout`. Fail -> **reject**: the run is logged in

@@ -124,19 +124,20 @@ def _open_experiment(product: str) -> str:
 
 
 def evaluate(run: dict) -> dict:
-    """Challenger and champion scored on the same holdout (metrics JSON-ready: NaN is None)."""
-    from yieldops.training.evaluation import evaluate as score
+    """Challenger and champion scored on the same holdout (metrics JSON-ready: NaN is None),
+    each metric beside its no-skill baseline."""
     from yieldops.training.model import feature_columns_of
     from yieldops.training.registry import champion, registered_model_name
 
-    _, holdout = _frames(run)
-    challenger = score(_challenger(run), holdout, run["feature_columns"]).to_dict()
+    train_frame, holdout = _frames(run)
+    challenger = _score(_challenger(run), run["feature_columns"], train_frame, holdout, run)
     _open_experiment(run["product"])
     current = champion(registered_model_name(run["product"]))
     champion_metrics, champion_version = None, None
     if current is not None:
         champion_version, model = current
-        champion_metrics = score(model, holdout, feature_columns_of(model)).to_dict()["metrics"]
+        scored = _score(model, feature_columns_of(model), train_frame, holdout, run)
+        champion_metrics = scored["metrics"]
     log.info("challenger: %s", _headline(challenger["metrics"]))
     log.info("champion v%s: %s", champion_version, _headline(champion_metrics or {}) or "none")
     evaluation = {"challenger": challenger, "champion": champion_metrics}
@@ -149,9 +150,27 @@ def evaluate(run: dict) -> dict:
     }
 
 
+def _score(model, columns: list[str], train_frame, holdout, run: dict) -> dict:
+    """One model's holdout evaluation as JSON; the no-skill wafer yields are the training
+    lots' yield (what a yield engineer expects without a model)."""
+    from yieldops.training.evaluation import evaluate as score
+
+    return score(
+        model,
+        holdout,
+        columns,
+        recall_precision=_config(run).gate.recall_precision,
+        reference_yield=float(train_frame["good"].mean()),
+    ).to_dict()
+
+
 def _headline(metrics: dict) -> str:
+    from yieldops.training.evaluation import no_skill_key
+
     return ", ".join(
-        f"{k} {metrics[k]}" for k in ("accuracy", "roc_auc", "recall_bad") if k in metrics
+        f"{k} {metrics[k]:.4f} (no skill {metrics.get(no_skill_key(k)) or 0:.4f})"
+        for k in ("accuracy", "balanced_accuracy", "roc_auc", "recall_bad_at_precision")
+        if metrics.get(k) is not None
     )
 
 

@@ -25,6 +25,7 @@ from yieldops.stdf import read_tables
 from yieldops.synth import PRODUCTS, synthesize
 from yieldops.training import (
     Evaluation,
+    GateResult,
     evaluate,
     feature_columns_of,
     gate,
@@ -34,6 +35,16 @@ from yieldops.training import (
 )
 
 PMIC = product("YO-28NM-PMIC")
+ADC = product("YO-7NM-ADC")
+
+
+def curate(paths: list[Path], root: Path, name: str) -> Path:
+    for path in paths:
+        tables = read_tables(path)
+        lot_id = tables["lots"]["lot_id"][0].as_py()
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        write_file_tables(tables, root, name, lot_id, sha)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +54,7 @@ def curated(tmp_path_factory) -> Path:
     paths = synthesize(
         root / "landing", lots=4, wafers_per_lot=1, seed=0, drift=0.3, product=PRODUCTS[PMIC.name]
     )
-    for path in paths:
-        tables = read_tables(path)
-        lot_id = tables["lots"]["lot_id"][0].as_py()
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        write_file_tables(tables, root / "curated", PMIC.name, lot_id, sha)
-    return root / "curated"
+    return curate(paths, root / "curated", PMIC.name)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +71,10 @@ def model(split) -> Pipeline:
 
 @pytest.fixture(scope="module")
 def evaluation(model, split) -> Evaluation:
-    _, holdout = split
-    return evaluate(model, holdout.frame, holdout.feature_columns)
+    train_set, holdout = split
+    return evaluate(
+        model, holdout.frame, holdout.feature_columns, reference_yield=train_set.y().mean()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +138,10 @@ def test_holdout_metrics_clear_the_default_gate(evaluation, split) -> None:
     assert result.passed, result.summary()
     assert gate(m, None, PMIC.gate).passed
     assert result.reasons[-1] == "no champion: relative checks skipped"
-    # Better than always saying "good": the model finds bad dies and ranks them first.
-    always_good = 1 - m["bad_dies"] / m["dies"]
-    assert m["accuracy"] > always_good and m["balanced_accuracy"] > 0.6
-    assert m["log_loss"] < skm.log_loss(holdout.y(), np.full(len(holdout.y()), always_good))
+    # Better than the models without skill on every metric.
+    for metric in ("accuracy", "balanced_accuracy", "roc_auc", "recall_bad_at_precision"):
+        assert m[metric] > m[f"no_skill.{metric}"], metric
+    assert m["log_loss"] < m["no_skill.log_loss"]
     assert abs(m["yield_error"]) < 0.03
 
 
@@ -148,6 +156,9 @@ def test_metrics_are_the_standard_ones(evaluation, split) -> None:
     assert m["precision_bad"] == pytest.approx(skm.precision_score(y, predicted, pos_label=0))
     assert m["recall_bad"] == pytest.approx(skm.recall_score(y, predicted, pos_label=0))
     assert m["log_loss"] == pytest.approx(skm.log_loss(y, p_good))
+    precision, recall, _ = skm.precision_recall_curve(y, 1 - p_good, pos_label=0)
+    assert m["recall_bad_at_precision"] == pytest.approx(recall[precision >= 0.5].max())
+    assert m["recall_precision"] == 0.5
     assert evaluation.confusion_matrix == skm.confusion_matrix(y, predicted).tolist()
     assert all(isinstance(v, float) for v in m.values())
     (lot,) = evaluation.per_lot
@@ -155,16 +166,79 @@ def test_metrics_are_the_standard_ones(evaluation, split) -> None:
     assert lot["lot_id"] == holdout.lots[0] and wafer["wafer_id"].startswith(holdout.lots[0])
     assert lot["yield_actual"] == pytest.approx(y.mean())
     assert wafer["yield_predicted"] == pytest.approx(p_good.mean())
+    assert m["wafer_yield_mae"] == pytest.approx(abs(p_good.mean() - y.mean()))
     assert {"x", "y", "wafer_id", "hard_bin", "good"} <= set(p.columns)
 
 
-def test_a_model_of_shuffled_labels_fails_the_absolute_gate(shuffled) -> None:
-    result = gate(shuffled.metrics, None, PMIC.gate)
+def test_no_skill_baselines_are_those_of_models_that_ignore_the_dies(evaluation, split) -> None:
+    train_set, holdout = split
+    y, m = holdout.y(), evaluation.metrics
+    always_good = np.ones(len(y))
+    assert m["no_skill.accuracy"] == pytest.approx(skm.accuracy_score(y, always_good))
+    assert m["no_skill.balanced_accuracy"] == skm.balanced_accuracy_score(y, always_good) == 0.5
+    assert m["no_skill.roc_auc"] == skm.roc_auc_score(y, always_good) == 0.5
+    assert m["no_skill.log_loss"] == pytest.approx(skm.log_loss(y, np.full(len(y), y.mean())))
+    assert m["no_skill.wafer_yield_mae"] == pytest.approx(abs(train_set.y().mean() - y.mean()))
+    # (1 - yield) of the holdout is below the precision asked for: flagging at random
+    # never reaches it, so a model without skill finds no bad die at that precision.
+    assert 1 - y.mean() < 0.5 and m["no_skill.recall_bad_at_precision"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory) -> tuple[FeatureTable, FeatureTable]:
+    """The demo's story on the ADC: three lots of a steady process, then a lot whose
+    process drifted (the holdout)."""
+    root = tmp_path_factory.mktemp("drifted")
+    landing, spec = root / "landing", PRODUCTS[ADC.name]
+    paths = synthesize(landing, lots=3, wafers_per_lot=1, seed=0, drift=0.3, product=spec)
+    paths += synthesize(
+        landing, lots=1, wafers_per_lot=1, seed=0, drift=0.6, product=spec, first_lot=3
+    )
+    table = build_feature_table(curate(paths, root / "curated", ADC.name), ADC)
+    return split_by_lot(table, 1)
+
+
+def judged(spec: ModelSpec, train_set: FeatureTable, holdout: FeatureTable) -> GateResult:
+    """Train with ``spec``, score on the holdout and judge with the ADC's own gate."""
+    model = train(train_set.frame, train_set.feature_columns, spec)
+    scored = evaluate(
+        model, holdout.frame, holdout.feature_columns, reference_yield=train_set.y().mean()
+    )
+    return gate(scored.metrics, None, ADC.gate)
+
+
+def failures(result: GateResult) -> dict[tuple[str, str], str]:
+    return {(c["kind"], c["metric"]): c["reason"] for c in result.checks if not c["passed"]}
+
+
+def test_the_gate_rejects_models_without_skill_naming_the_baseline(drifted) -> None:
+    train_set, holdout = drifted
+    assert judged(ADC.model, train_set, holdout).passed
+
+    always_good = ModelSpec(
+        estimator="sklearn.dummy.DummyClassifier", params={"strategy": "constant", "constant": 1}
+    )
+    result = judged(always_good, train_set, holdout)
     assert not result.passed
-    assert shuffled.metrics["roc_auc"] < 0.65
-    (failure,) = [c for c in result.checks if not c["passed"]]
-    assert failure["metric"] == "roc_auc" and failure["kind"] == "absolute"
-    assert result.reasons[0].startswith("roc_auc") and "FAIL" in result.reasons[0]
+    failed = failures(result)
+    majority = f"{1 - (holdout.y() == 0).mean():.4f}"
+    assert failed[("lift", "accuracy")] == (
+        f"accuracy {majority} is 0.0000 better than no skill {majority}: always predicting "
+        "the majority class; needs 0.0020 (lift): FAIL"
+    )
+    assert "no skill 0.5000: a random ranking" in failed[("absolute", "roc_auc")]
+    assert {("absolute", "balanced_accuracy"), ("absolute", "recall_bad_at_precision")} <= set(
+        failed
+    )
+
+    frame = train_set.frame.copy()
+    frame["good"] = np.random.default_rng(1).permutation(frame["good"].to_numpy())
+    shuffled = train(frame, train_set.feature_columns, ADC.model)
+    scored = evaluate(shuffled, holdout.frame, holdout.feature_columns)
+    result = gate(scored.metrics, None, ADC.gate)
+    assert not result.passed
+    assert {("lift", "accuracy"), ("absolute", "roc_auc")} <= set(failures(result))
+    assert result.reasons[0].endswith("FAIL") and "no skill" in result.reasons[0]
 
 
 def test_relative_gate_compares_with_the_champion_on_the_same_holdout(evaluation, shuffled) -> None:
@@ -185,7 +259,8 @@ def test_relative_gate_compares_with_the_champion_on_the_same_holdout(evaluation
 def test_relative_tolerance_boundary(challenger_auc: float, passed: bool) -> None:
     champion = {"accuracy": 0.92, "roc_auc": 0.84}
     challenger = {"accuracy": 0.92, "roc_auc": challenger_auc}
-    result = gate(challenger, champion, Gate())  # tolerance 0.01
+    config = Gate(metrics={m: MetricGate(tolerance=0.01) for m in ("accuracy", "roc_auc")})
+    result = gate(challenger, champion, config)
     assert result.passed is passed, result.summary()
     (check,) = [c for c in result.checks if c["kind"] == "relative" and c["metric"] == "roc_auc"]
     assert check["threshold"] == pytest.approx(0.83)

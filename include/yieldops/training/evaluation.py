@@ -5,6 +5,11 @@ reported for it. The confusion matrix is ``[[bad→bad, bad→good], [good→bad
 (rows actual, columns predicted, label order ``[bad, good]``). Yield is the share of good
 dies; predicted yield is the mean predicted probability of good.
 
+Every skill metric comes with its no-skill baseline under ``no_skill.<metric>``: what a
+model that ignores the dies scores on the same holdout (see :func:`no_skill_baselines`).
+A yield model is worth something only by how far it beats these: on a lot of 79 % yield,
+saying "good" for every die is 79 % accurate.
+
 A metric that a holdout cannot define (ROC AUC with one class only, precision of the bad
 class when no die is predicted bad) is NaN, and ``Evaluation.notes`` says why.
 """
@@ -27,14 +32,37 @@ BAD, GOOD = 0, 1
 LABELS = [BAD, GOOD]
 PROBA_COLUMN = "p_good"
 PREDICTED_COLUMN = "predicted"
+DEFAULT_RECALL_PRECISION = 0.5
+NO_SKILL_PREFIX = "no_skill."
+
+
+def no_skill_key(metric: str) -> str:
+    """Where a metric's no-skill baseline sits in the same metrics dict."""
+    return f"{NO_SKILL_PREFIX}{metric}"
+
+
+# What each baseline is, in words, for gate reasons and summaries.
+NO_SKILL_MODELS = {
+    "accuracy": "always predicting the majority class",
+    "balanced_accuracy": "always the same answer",
+    "roc_auc": "a random ranking",
+    "precision_bad": "flagging dies at random",
+    "recall_bad": "always predicting good",
+    "recall_bad_at_precision": "a random ranking at that precision",
+    "log_loss": "the holdout's yield as every die's probability",
+    "wafer_yield_mae": "the training lots' yield for every wafer",
+}
 
 
 @dataclass
 class Evaluation:
     """What a model did on a set of dies.
 
-    ``metrics``: accuracy, balanced_accuracy, roc_auc, precision_bad, recall_bad, log_loss,
-    dies, bad_dies, yield_actual, yield_predicted, yield_error (predicted minus actual).
+    ``metrics``: accuracy, balanced_accuracy, roc_auc, precision_bad, recall_bad,
+    recall_bad_at_precision (the most bad dies found while at least ``recall_precision`` of
+    those flagged are bad), log_loss, wafer_yield_mae (mean absolute error of the predicted
+    wafer yields), dies, bad_dies, yield_actual, yield_predicted, yield_error (predicted
+    minus actual), recall_precision, and ``no_skill.<metric>`` for each skill metric.
     ``per_lot`` / ``per_wafer``: one dict per lot / wafer with dies, yield_actual,
     yield_predicted. ``predictions``: the frame's key columns with the label, ``p_good``
     and ``predicted`` (for wafer maps and ROC curves; not part of :meth:`to_dict`).
@@ -64,13 +92,25 @@ def evaluate(
     frame: pd.DataFrame,
     feature_columns: Sequence[str],
     threads: int | None = 1,
+    *,
+    recall_precision: float = DEFAULT_RECALL_PRECISION,
+    reference_yield: float | None = None,
 ) -> Evaluation:
-    """Score ``model`` on the dies of ``frame`` (label column ``good``)."""
+    """Score ``model`` on the dies of ``frame`` (label column ``good``). ``reference_yield``
+    is the yield of the dies the model learnt from: the no-skill wafer yield prediction."""
     p_good = predict_good_proba(model, frame, feature_columns, threads=threads)
-    return evaluate_probabilities(frame, p_good)
+    return evaluate_probabilities(
+        frame, p_good, recall_precision=recall_precision, reference_yield=reference_yield
+    )
 
 
-def evaluate_probabilities(frame: pd.DataFrame, p_good: np.ndarray) -> Evaluation:
+def evaluate_probabilities(
+    frame: pd.DataFrame,
+    p_good: np.ndarray,
+    *,
+    recall_precision: float = DEFAULT_RECALL_PRECISION,
+    reference_yield: float | None = None,
+) -> Evaluation:
     """Metrics of given probabilities of good for the dies of ``frame`` (e.g. logged by the
     gateway). A die is predicted good when ``p_good > 0.5``, as ``Pipeline.predict`` does."""
     if frame.empty:
@@ -80,11 +120,65 @@ def evaluate_probabilities(frame: pd.DataFrame, p_good: np.ndarray) -> Evaluatio
     if len(p_good) != len(y):
         raise ValueError(f"{len(p_good)} probabilities for {len(y)} dies")
     predicted = (p_good > 0.5).astype(int)
-    return _evaluation(frame, y, p_good, predicted)
+    evaluation = _evaluation(frame, y, p_good, predicted, recall_precision)
+    wafer_actual = np.array([w["yield_actual"] for w in evaluation.per_wafer])
+    evaluation.metrics |= {
+        no_skill_key(metric): value
+        for metric, value in no_skill_baselines(
+            y, wafer_actual, reference_yield, recall_precision
+        ).items()
+    }
+    return evaluation
+
+
+def no_skill_baselines(
+    y: np.ndarray,
+    wafer_yields: np.ndarray,
+    reference_yield: float | None,
+    recall_precision: float,
+) -> dict[str, float]:
+    """What a model that ignores the dies scores on these labels, metric by metric.
+
+    It gives every die the same answer, so: accuracy is the majority class's share;
+    balanced accuracy and ROC AUC are 0.5; flagged dies are bad at the holdout's bad rate,
+    so precision is that rate and recall at a precision above it is 0; always "good"
+    finds no bad die; log loss is that of the holdout's yield given to every die; the
+    wafer yields are predicted as the training lots' yield (NaN when unknown).
+    """
+    n, n_bad = len(y), int((y == BAD).sum())
+    bad_rate = n_bad / n
+    yield_ = 1 - bad_rate
+    prior = np.full(n, yield_)
+    if reference_yield is None or not len(wafer_yields):
+        wafer_mae = math.nan
+    else:
+        wafer_mae = float(np.abs(wafer_yields - reference_yield).mean())
+    return {
+        "accuracy": max(yield_, bad_rate),
+        "balanced_accuracy": 0.5,
+        "roc_auc": 0.5,
+        "precision_bad": bad_rate,
+        "recall_bad": 0.0,
+        "recall_bad_at_precision": 1.0 if n_bad and bad_rate >= recall_precision else 0.0,
+        "log_loss": float(metrics.log_loss(y, np.column_stack([1 - prior, prior]), labels=LABELS)),
+        "wafer_yield_mae": wafer_mae,
+    }
+
+
+def recall_at_precision(y: np.ndarray, p_good: np.ndarray, precision: float) -> float:
+    """The largest share of bad dies found, flagging the least likely good first, while at
+    least ``precision`` of the flagged dies are bad (a point on the precision-recall curve)."""
+    precisions, recalls, _ = metrics.precision_recall_curve(y == BAD, 1 - p_good)
+    reached = precisions >= precision - 1e-12
+    return float(recalls[reached].max()) if reached.any() else 0.0
 
 
 def _evaluation(
-    frame: pd.DataFrame, y: np.ndarray, p_good: np.ndarray, predicted: np.ndarray
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p_good: np.ndarray,
+    predicted: np.ndarray,
+    recall_precision: float,
 ) -> Evaluation:
     notes: list[str] = []
     n, n_bad = len(y), int((y == BAD).sum())
@@ -110,9 +204,10 @@ def _evaluation(
         precision_bad = math.nan
     if n_bad:
         recall_bad = float(bad_as_bad / (bad_as_bad + bad_as_good))
+        recall_bad_at_precision = recall_at_precision(y, p_good, recall_precision)
     else:
         notes.append("recall_bad undefined: no bad dies in the holdout")
-        recall_bad = math.nan
+        recall_bad = recall_bad_at_precision = math.nan
     # probabilities of [bad, good]; clipped as scikit-learn does, so a sure miss is finite
     log_loss = float(metrics.log_loss(y, np.column_stack([1 - p_good, p_good]), labels=LABELS))
     yield_actual = float(y.mean())
@@ -123,6 +218,8 @@ def _evaluation(
         "roc_auc": roc_auc,
         "precision_bad": precision_bad,
         "recall_bad": recall_bad,
+        "recall_bad_at_precision": recall_bad_at_precision,
+        "recall_precision": recall_precision,
         "log_loss": log_loss,
         "dies": float(n),
         "bad_dies": float(n_bad),
@@ -136,11 +233,17 @@ def _evaluation(
         .reset_index(drop=True)
         .assign(**{LABEL: y, PROBA_COLUMN: p_good, PREDICTED_COLUMN: predicted})
     )
+    per_wafer = _yield_by(predictions, ["lot_id", "wafer_id"])
+    values["wafer_yield_mae"] = (
+        float(np.mean([abs(w["yield_predicted"] - w["yield_actual"]) for w in per_wafer]))
+        if per_wafer
+        else math.nan
+    )
     return Evaluation(
         metrics=values,
         confusion_matrix=cm.astype(int).tolist(),
         per_lot=_yield_by(predictions, ["lot_id"]),
-        per_wafer=_yield_by(predictions, ["lot_id", "wafer_id"]),
+        per_wafer=per_wafer,
         notes=notes,
         predictions=predictions,
     )

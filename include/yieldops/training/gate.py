@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from ..config import GATE_METRICS, Gate
+from .evaluation import NO_SKILL_MODELS, no_skill_key
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,16 @@ def gate(
     for metric, rule in config.metrics.items():
         higher_is_better = GATE_METRICS[metric]
         value = _value(challenger, metric)
+        no_skill = _value(challenger, no_skill_key(metric))
         if rule.threshold is not None:
-            checks.append(_absolute(metric, value, rule.threshold, higher_is_better))
+            checks.append(_absolute(metric, value, rule.threshold, higher_is_better, no_skill))
+        if rule.min_lift is not None:
+            checks.append(_lift(metric, value, no_skill, rule.min_lift, higher_is_better))
         if champion is not None and rule.tolerance is not None:
             baseline = _value(champion, metric)
-            checks.append(_relative(metric, value, baseline, rule.tolerance, higher_is_better))
+            checks.append(
+                _relative(metric, value, baseline, rule.tolerance, higher_is_better, no_skill)
+            )
     note = "no champion: relative checks skipped" if champion is None else None
     passed = all(c["passed"] for c in checks)
     ordered = sorted(checks, key=lambda c: c["passed"])  # failures first
@@ -73,7 +79,14 @@ def _value(metrics: Mapping[str, float], metric: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def _absolute(metric: str, value: float, threshold: float, higher: bool) -> dict:
+def _no_skill_note(metric: str, no_skill: float) -> str:
+    """`no skill 0.7865: always predicting the majority class`, for a reason's brackets."""
+    if math.isnan(no_skill):
+        return "no-skill baseline unknown"
+    return f"no skill {_fmt(no_skill)}: {NO_SKILL_MODELS.get(metric, 'no model')}"
+
+
+def _absolute(metric: str, value: float, threshold: float, higher: bool, no_skill: float) -> dict:
     sign = ">=" if higher else "<="
     if math.isnan(value):
         passed = False
@@ -81,21 +94,67 @@ def _absolute(metric: str, value: float, threshold: float, higher: bool) -> dict
     else:
         passed = _at_least(value, threshold) if higher else _at_least(threshold, value)
         verdict = "ok" if passed else "FAIL"
-        reason = f"{metric} {_fmt(value)} {sign} {_fmt(threshold)} (absolute): {verdict}"
+        reason = (
+            f"{metric} {_fmt(value)} {sign} {_fmt(threshold)} "
+            f"(absolute; {_no_skill_note(metric, no_skill)}): {verdict}"
+        )
+    return _check("absolute", metric, value, threshold, higher, passed, reason, no_skill)
+
+
+def _lift(metric: str, value: float, no_skill: float, min_lift: float, higher: bool) -> dict:
+    # The worst value still accepted: the no-skill baseline, bettered by min_lift.
+    bound = no_skill + min_lift if higher else no_skill - min_lift
+    baseline_words = _no_skill_note(metric, no_skill)
+    if math.isnan(no_skill):
+        passed = True
+        reason = f"{metric}: no-skill baseline unknown on this holdout; lift check skipped"
+    elif math.isnan(value):
+        passed = False
+        reason = f"{metric} is undefined on this holdout; it must beat {baseline_words}"
+    else:
+        passed = _at_least(value, bound) if higher else _at_least(bound, value)
+        lift = value - no_skill if higher else no_skill - value
+        verdict = "ok" if passed else "FAIL"
+        reason = (
+            f"{metric} {_fmt(value)} is {_fmt(lift)} better than {baseline_words}; "
+            f"needs {_fmt(min_lift)} (lift): {verdict}"
+        )
+    return _check("lift", metric, value, bound, higher, passed, reason, no_skill, min_lift=min_lift)
+
+
+def _check(
+    kind: str,
+    metric: str,
+    value: float,
+    threshold: float,
+    higher: bool,
+    passed: bool,
+    reason: str,
+    no_skill: float,
+    *,
+    baseline: float | None = None,
+    tolerance: float | None = None,
+    min_lift: float | None = None,
+) -> dict:
+    """One check as JSON-ready data (NaN as None)."""
     return {
-        "kind": "absolute",
+        "kind": kind,
         "metric": metric,
         "value": _plain(value),
-        "threshold": threshold,
-        "baseline": None,
-        "tolerance": None,
+        "threshold": _plain(threshold),
+        "baseline": None if baseline is None else _plain(baseline),
+        "tolerance": tolerance,
+        "min_lift": min_lift,
+        "no_skill": _plain(no_skill),
         "higher_is_better": higher,
         "passed": passed,
         "reason": reason,
     }
 
 
-def _relative(metric: str, value: float, baseline: float, tolerance: float, higher: bool) -> dict:
+def _relative(
+    metric: str, value: float, baseline: float, tolerance: float, higher: bool, no_skill: float
+) -> dict:
     # The worst value still accepted: the champion's, give or take the tolerance.
     bound = baseline - tolerance if higher else baseline + tolerance
     sign = ">=" if higher else "<="
@@ -110,20 +169,13 @@ def _relative(metric: str, value: float, baseline: float, tolerance: float, high
         verdict = "ok" if passed else "FAIL"
         reason = (
             f"{metric} {_fmt(value)} {sign} {_fmt(bound)} "
-            f"(champion {_fmt(baseline)} {'-' if higher else '+'} tolerance {_fmt(tolerance)}): "
-            f"{verdict}"
+            f"(champion {_fmt(baseline)} {'-' if higher else '+'} tolerance {_fmt(tolerance)}; "
+            f"{_no_skill_note(metric, no_skill)}): {verdict}"
         )
-    return {
-        "kind": "relative",
-        "metric": metric,
-        "value": _plain(value),
-        "threshold": _plain(bound),
-        "baseline": _plain(baseline),
-        "tolerance": tolerance,
-        "higher_is_better": higher,
-        "passed": passed,
-        "reason": reason,
-    }
+    return _check(
+        "relative", metric, value, bound, higher, passed, reason, no_skill,
+        baseline=baseline, tolerance=tolerance,
+    )  # fmt: skip
 
 
 def _at_least(value: float, bound: float) -> bool:
