@@ -9,8 +9,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, TriggerRule, dag, get_current_context, task
 
 from yieldops.config import products
-from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, STRATEGIES
-from yieldops.rollout.targets import load_targets
+from yieldops.rollout.plan import STRATEGIES, offered_steps
+from yieldops.rollout.targets import load_targets, targets_by_model
 from yieldops.settings import load_settings
 from yieldops_airflow import rollout as steps
 from yieldops_airflow.operators import AnalyseStepOperator
@@ -19,8 +19,14 @@ from yieldops_airflow.sensors import RolloutStepSensor
 
 SETTINGS = load_settings()  # param defaults: YIELDOPS_ROLLOUT_* environment
 MODELS = sorted(f"yield-{p}" for p in products())
-TARGETS = [t.name for t in load_targets()]
-STEP_SLOTS = ["shadow", *(f"step_{i}" for i in range(1, MAX_STEPS_AFTER_SHADOW + 1))]
+TARGETS = load_targets()
+# The form offers the models a target serves, the first target's first: a rollout of
+# any other model has nowhere to go.
+TARGETS_OF = targets_by_model(TARGETS)
+CANARY_WEIGHTS = list(SETTINGS.rollout_canary_steps)
+# One task group per step the deployment offers, named as the audit log and the Rollouts
+# page name it (shadow, canary-5, ..., switch); a plan runs some of them.
+STEP_GROUPS = offered_steps(CANARY_WEIGHTS)
 # Defaults of the analysis form; the library's Thresholds dataclass checks the names.
 THRESHOLDS = {
     "alpha": 0.01,
@@ -44,11 +50,13 @@ For each deployment target (`include/config/targets.yaml`, one task group per
 target, in order; a target starts only after the previous one passed):
 
 0. **plan_target** skips at once the group's tasks this run does not need
-   (a target not rolled out to, the step slots past the plan's steps).
+   (a target not rolled out to, the steps the plan does not take).
 1. **offline_check**: the challenger (and the champion) scored on the
    target's newest curated lots from its fabs, judged by the product's gate.
-2. **shadow**, then **step_1..** (canary 5 → 25 → 50 → 100 %, or the
-   blue-green switch): *set_routing* on the gateway → *wait* (deferred: no
+2. **shadow**, then **canary-5**, **canary-25**, ... (the canary steps this
+   deployment offers, `YIELDOPS_ROLLOUT_CANARY_STEPS`) or **switch** (blue-green),
+   one task group per step, named as in the audit log and on the Rollouts page:
+   *set_routing* on the gateway → *wait* (deferred: no
    worker slot) for the step duration and the minimum samples → *analyse*
    the prediction log since the routing change: error rate (two-proportion
    test), latency (Mann-Whitney U, p95 limit), accuracy on labelled dies
@@ -56,7 +64,9 @@ target, in order; a target starts only after the previous one passed):
    PSI), and agreement in shadow. Inconclusive waits longer, up to the step
    limit. A failed verdict routes the target back to the champion at once.
 
-Then **approve** (only when `require_approval`), and **promote**: every
+A plan that cannot be (a model or version MLflow does not have, a step this
+deployment does not offer) fails at once, without retry, and the run note says what
+exists. Then **approve** (only when `require_approval`), and **promote**: every
 target serves the new version as champion (the old one stays loaded) and the
 MLflow alias `champion` moves; ex-champions keep `champion.since/until` tags.
 **rollback** runs after any failure: every target back to the champion, the
@@ -82,18 +92,21 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
     default_args={"owner": "yieldops", "retries": 1, "retry_delay": timedelta(seconds=10)},
     params={
         "model": Param(
-            MODELS[0] if MODELS else "",
+            next(iter(TARGETS_OF), ""),
             type="string",
-            enum=MODELS or [""],
+            enum=list(TARGETS_OF) or [""],
+            values_display={m: f"{m} (targets: {', '.join(t)})" for m, t in TARGETS_OF.items()},
             title="Model",
-            description="Registered model to roll out when triggered by hand.",
+            description="Registered model to roll out when triggered by hand: one a target "
+            "of include/config/targets.yaml serves.",
         ),
         "version": Param(
             None,
             type=["null", "integer"],
             minimum=1,
             title="Version",
-            description="Model version; empty: the one with alias 'challenger'.",
+            description="Model version (MLflow UI, Models); empty: the one with alias "
+            "'challenger'. restore: an earlier champion's version.",
         ),
         "strategy": Param(
             "canary",
@@ -104,13 +117,15 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             "all at once; restore: make an earlier champion serve again, no steps.",
         ),
         "canary_steps": Param(
-            list(SETTINGS.rollout_canary_steps),
+            CANARY_WEIGHTS,
             type="array",
-            items={"type": "integer", "minimum": 1, "maximum": 100},
+            items={"type": "integer", "enum": CANARY_WEIGHTS},
             minItems=1,
-            maxItems=MAX_STEPS_AFTER_SHADOW,
+            uniqueItems=True,
             title="Canary steps (%)",
-            description="Shares of dies the challenger answers, increasing.",
+            description="Shares of dies the challenger answers, increasing; any of "
+            f"{', '.join(map(str, CANARY_WEIGHTS))} (the task groups canary-<share>; "
+            "YIELDOPS_ROLLOUT_CANARY_STEPS sets them).",
         ),
         "step_seconds": Param(
             SETTINGS.rollout_step_seconds, type="integer", minimum=1, title="Step duration (s)",
@@ -137,9 +152,11 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             "(yieldops.rollout.analysis.Thresholds).",
         ),
         "targets": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": TARGETS or [""]},
+            None,
+            type=["null", "array"],  # the form's multi-select sends null once emptied
+            items={"type": "string", "enum": [t.name for t in TARGETS] or [""]},
+            examples=[t.name for t in TARGETS],
+            values_display={t.name: f"{t.name} (yield-{t.product})" for t in TARGETS},
             title="Targets",
             description="Gateways to roll out to, in YAML order; empty: all of the model's.",
         ),
@@ -157,19 +174,20 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
 def model_rollout():
     @task
     def plan(params=None, triggering_asset_events=None, dag_run=None) -> dict:
-        return steps.plan(params, triggering_asset_events, dag_run)
+        return steps.plan(params, triggering_asset_events, dag_run, STEP_GROUPS)
 
     @task
     def plan_target(rollout: dict, target: str) -> str:
-        return steps.plan_target(rollout, target, STEP_SLOTS)
+        return steps.plan_target(rollout, target, STEP_GROUPS)
 
     @task
     def offline_check(rollout: dict, target: str) -> dict:
         return steps.offline_check(rollout, target)
 
-    @task
-    def set_routing(rollout: dict, target: str, slot: int) -> dict:
-        return steps.set_routing(rollout, target, slot)
+    # A step runs once every earlier step passed or was not planned (skipped).
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def set_routing(rollout: dict, target: str, step_name: str) -> dict:
+        return steps.set_routing(rollout, target, step_name)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def target_done(target: str) -> str:
@@ -192,20 +210,20 @@ def model_rollout():
 
     rollout = plan()
     previous = rollout
-    for target in TARGETS:
+    for target in (t.name for t in TARGETS):
         with TaskGroup(group_id=target, tooltip=f"rollout to {target}"):
-            done = offline_check(rollout, target)
-            previous >> plan_target(rollout, target) >> done
-            # target_done waits for every task that may run (the unplanned ones are skipped
-            # from the start): not only for the last slot's
-            judged = [done]
-            for slot, group_id in enumerate(STEP_SLOTS):
-                with TaskGroup(group_id=group_id):
-                    step = set_routing(rollout, target, slot)
+            checked = offline_check(rollout, target)
+            previous >> plan_target(rollout, target) >> checked
+            # Each step waits for every earlier one, not only the one before: a step the plan
+            # does not take is skipped from the start and must not let the next one begin.
+            # target_done waits for all of them too.
+            judged = [checked]
+            for step_name in STEP_GROUPS:
+                with TaskGroup(group_id=step_name, tooltip=f"step {step_name}"):
+                    step = set_routing(rollout, target, step_name)
                     waited = RolloutStepSensor(task_id="wait", rollout=rollout, step=step)
                     analysed = AnalyseStepOperator(task_id="analyse", rollout=rollout, step=step)
-                    done >> step >> waited >> analysed
-                    done = analysed
+                    judged >> step >> waited >> analysed
                     judged.append(analysed)
             previous = target_done(target)
             judged >> previous

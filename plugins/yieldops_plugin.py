@@ -3,22 +3,61 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from airflow.plugins_manager import AirflowPlugin
 
 from yieldops_airflow.links import PLUGIN_URL_PREFIX, DataDocsLink, MlflowRunLink, WaferMapsLink
 
 ROLLOUTS_AUDIT_ROWS = 500
+LINKS = (MlflowRunLink(), WaferMapsLink())  # a training run's buttons, also on the Rollouts page
 
 
 def _gateway_routing(target) -> dict:
     """A target's routing now, asked of its gateway through its Airflow connection."""
+    from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
-    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.rollout.gateway import GatewayClient, GatewayNotConfigured
     from yieldops_airflow.runtime import base_url
 
-    conn = Connection.get_connection_from_secrets(target.conn_id)
+    try:
+        conn = Connection.get_connection_from_secrets(target.conn_id)
+    except AirflowNotFoundException as exc:
+        raise GatewayNotConfigured(target.name, target.conn_id) from exc
     return GatewayClient(base_url(conn), conn.password or "", timeout=3.0).routing()
+
+
+def _training_run_links(target, version: int) -> dict[str, str]:
+    """Label -> URL of the training run of a version: its wafer maps, and the run in the
+    MLflow UI when MLflow is a tracking server (the buttons of the training task)."""
+    from yieldops.training.registry import registered_model_name
+
+    return _run_links(_use_mlflow(), registered_model_name(target.product), version)
+
+
+@lru_cache(maxsize=256)  # a version's training run never changes: ask MLflow once
+def _run_links(tracking_uri: str, model: str, version: int) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    from yieldops_airflow.links import training_run_links
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.get_model_version(model, str(version)).run_id
+    if not run_id:
+        return {}
+    experiment = client.get_run(run_id).info.experiment_id
+    links = training_run_links(tracking_uri, experiment, run_id)
+    return {link.name: links[link.xcom_key] for link in LINKS if link.xcom_key in links}
+
+
+def _use_mlflow() -> str:
+    """Point MLflow at the configured tracking URI (read on every request); returns it."""
+    from yieldops.settings import load_settings
+    from yieldops.training.registry import tracking_uri, use_tracking_uri
+
+    settings = load_settings()
+    return use_tracking_uri(tracking_uri(settings.home, settings.mlflow_tracking_uri or None))
 
 
 def _rollouts_overview() -> list[dict]:
@@ -32,19 +71,17 @@ def _rollouts_overview() -> list[dict]:
         records = audit.rows()[-ROLLOUTS_AUDIT_ROWS:]
     finally:
         audit.close()
-    return overview(load_targets(), records, _gateway_routing)
+    return overview(load_targets(), records, _gateway_routing, _training_run_links)
 
 
 def _wafer_maps_page(run_id: str) -> str | None:
     """The pictures of an MLflow training run on one page; None when there is no such run."""
     from mlflow.exceptions import MlflowException
 
-    from yieldops.settings import load_settings
     from yieldops.training.plots import pictures_page
-    from yieldops.training.registry import run_pictures, tracking_uri, use_tracking_uri
+    from yieldops.training.registry import run_pictures
 
-    settings = load_settings()
-    use_tracking_uri(tracking_uri(settings.home, settings.mlflow_tracking_uri or None))
+    _use_mlflow()
     try:
         pictures = run_pictures(run_id)
     except MlflowException:
@@ -112,7 +149,7 @@ def _yieldops_app():
 
 class YieldopsPlugin(AirflowPlugin):
     name = "yieldops"
-    global_operator_extra_links = [DataDocsLink(), MlflowRunLink(), WaferMapsLink()]
+    global_operator_extra_links = [DataDocsLink(), *LINKS]
     fastapi_apps = [
         {
             "app": _yieldops_app(),

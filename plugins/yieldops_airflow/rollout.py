@@ -27,38 +27,49 @@ ROLLBACK_POLL_SECONDS = 0.05
 # -- the plan ------------------------------------------------------------------------------
 
 
-def plan(params: dict, triggering_asset_events, dag_run) -> dict:
-    """Model, versions, steps and targets of this run, from the asset event or the params."""
+def plan(params: dict, triggering_asset_events, dag_run, offered_steps: list[str]) -> dict:
+    """Model, versions, steps and targets of this run, from the asset event or the params.
+    A plan that cannot be (a model or version the registry lacks, a step the deployment
+    does not offer...) fails at once, without retry, and says why in the run note."""
+    from yieldops.rollout.versions import UnknownVersion
+
+    try:
+        return _plan(params, _challenger_event(triggering_asset_events), dag_run, offered_steps)
+    except (ValueError, UnknownVersion) as exc:
+        set_run_note(DAG_ID, dag_run.run_id, f"Not rolled out: {exc}")
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _plan(params: dict, event: dict, dag_run, offered_steps: list[str]) -> dict:
     from yieldops.rollout.analysis import Thresholds
     from yieldops.rollout.plan import plan_steps
     from yieldops.rollout.targets import targets_for
+    from yieldops.rollout.versions import chosen_version
     from yieldops.training import registry
 
-    event = _challenger_event(triggering_asset_events)
     model = event.get("model") or params["model"]
+    if not model:
+        raise ValueError("no model chosen: pick one of the form's models")
     product = model.removeprefix("yield-")
     _use_mlflow()
     version = event.get("version") or params.get("version")
-    version = int(version) if version else registry.alias_version(model, registry.CHALLENGER)
-    if version is None:
-        raise AirflowFailException(f"{model}: no version given and no alias 'challenger'")
+    version = chosen_version(model, int(version) if version else None)
     champion = registry.alias_version(model, registry.CHAMPION)
     strategy = params["strategy"]
     if champion == version:
-        raise AirflowFailException(f"{model} v{version} is already the champion")
+        raise ValueError(f"{model} v{version} is already the champion")
     if strategy == "restore" and not registry.served_before(model, version):
-        raise AirflowFailException(f"{model} v{version} never served: restore only earlier ones")
-    try:
-        thresholds = Thresholds().with_overrides(
-            {**(params.get("thresholds") or {}), "min_samples": params["min_samples"]}
-        )
-        # The first model has no champion to compare with: it is promoted after its checks.
-        steps = plan_steps(strategy, params["canary_steps"]) if champion is not None else []
-        targets = [t.name for t in targets_for(product, params.get("targets") or None)]
-    except ValueError as exc:
-        raise AirflowFailException(str(exc)) from exc
+        raise ValueError(f"{model} v{version} never served: restore only earlier champions")
+    thresholds = Thresholds().with_overrides(
+        {**(params.get("thresholds") or {}), "min_samples": params["min_samples"]}
+    )
+    # The first model has no champion to compare with: it is promoted after its checks.
+    steps = (
+        plan_steps(strategy, params["canary_steps"], offered_steps) if champion is not None else []
+    )
+    targets = [t.name for t in targets_for(product, params.get("targets") or None)]
     if not targets:
-        raise AirflowFailException(f"no deployment target for {product} in targets.yaml")
+        raise ValueError(f"no deployment target for {product} in targets.yaml")
     rollout = {
         "product": product,
         "model": model,
@@ -113,27 +124,29 @@ def _triggered_by(dag_run, event: dict) -> str:
 # -- targets and their gateways --------------------------------------------------------------
 
 
-SLOT_TASKS = ("set_routing", "wait", "analyse")  # the tasks of each step slot's group
+STEP_TASKS = ("set_routing", "wait", "analyse")  # the tasks of each step group
 
 
-def plan_target(rollout: dict, target_name: str, slot_groups: list[str]) -> str:
+def plan_target(rollout: dict, target_name: str, step_groups: list[str]) -> str:
     """Skip at once the tasks of this target's group that the plan does not run: all of them
-    for a target not in the plan, the offline check of a restore, the slots past the plan's
-    steps. The Grid shows the run's path from its start, and the scheduler does not have to
-    skip a chain of ~20 tasks one loop at a time."""
+    for a target not in the plan, the offline check of a restore, the step groups the plan
+    has no step for. The Grid shows the run's path from its start, and the scheduler does
+    not have to skip a chain of ~20 tasks one loop at a time."""
     from airflow.sdk.exceptions import DownstreamTasksSkipped
 
     taking_part = target_name in rollout["targets"]
     unplanned = []
     if not taking_part or rollout["strategy"] == "restore":
         unplanned.append(f"{target_name}.offline_check")
-    planned_slots = len(rollout["steps"]) if taking_part else 0
-    for group in slot_groups[planned_slots:]:
-        unplanned += [f"{target_name}.{group}.{task}" for task in SLOT_TASKS]
+    planned = {step["name"] for step in rollout["steps"]} if taking_part else set()
+    for group in step_groups:
+        if group not in planned:
+            unplanned += [f"{target_name}.{group}.{task}" for task in STEP_TASKS]
     summary = (
         f"{target_name} is not a target of {rollout['model']}"
         if not taking_part
-        else f"{rollout['strategy']}: {len(rollout['steps'])} step(s)"
+        else f"{rollout['strategy']}: "
+        + (" -> ".join(s["name"] for s in rollout["steps"]) or "no step")
     )
     if unplanned:
         log.info("%s: skipping %d unplanned tasks", summary, len(unplanned))
@@ -145,17 +158,14 @@ def gateway_for(target_name: str):
     """(client, prediction log URL) of a target, from its Airflow connection."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.rollout.gateway import GatewayClient, GatewayNotConfigured
     from yieldops.rollout.targets import load_targets
 
     target = next(t for t in load_targets() if t.name == target_name)
     try:
         conn = BaseHook.get_connection(target.conn_id)
     except AirflowNotFoundException as exc:
-        raise AirflowFailException(
-            f"target {target.name}: no Airflow connection {target.conn_id!r} (HTTP: the "
-            "gateway's host and port, password = admin token, extra prediction_log_url)"
-        ) from exc
+        raise AirflowFailException(str(GatewayNotConfigured(target.name, target.conn_id))) from exc
     log_url = conn.extra_dejson.get("prediction_log_url")
     if not log_url:
         raise AirflowFailException(
@@ -201,10 +211,10 @@ def offline_check(rollout: dict, target_name: str) -> dict:
 # -- steps -----------------------------------------------------------------------------------
 
 
-def set_routing(rollout: dict, target_name: str, slot: int) -> dict:
-    """Route the step of this slot on the target's gateway (plan_target skipped the slots
-    the plan has no step for)."""
-    step = rollout["steps"][slot]
+def set_routing(rollout: dict, target_name: str, step_name: str) -> dict:
+    """Route the step ``step_name`` on the target's gateway (plan_target skipped the step
+    groups the plan has no step for)."""
+    step = next(s for s in rollout["steps"] if s["name"] == step_name)
     client, log_url = gateway_for(target_name)
     routing = client.update(
         champion=rollout["champion"], challenger=rollout["version"], **step["routing"]
@@ -330,7 +340,9 @@ def _promote(rollout: dict) -> dict:
         routing = client.update(
             champion=rollout["version"], challenger=None, mode="off", weight=0, live="champion"
         )
-        _audit(rollout, "routing", f"routing {_describe(routing)}", target=target_name, step="full")
+        _audit(
+            rollout, "routing", f"routing {_describe(routing)}", target=target_name, step="promote"
+        )
     _use_mlflow()
     previous = registry.promote_champion(
         rollout["model"], rollout["version"], {"rollout.run_id": rollout["run_id"]}

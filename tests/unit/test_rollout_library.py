@@ -11,8 +11,8 @@ import pytest
 from yieldops.config import ConfigError
 from yieldops.rollout.analysis import Thresholds
 from yieldops.rollout.audit import AuditLog, RolloutRef, run_note
-from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, plan_steps
-from yieldops.rollout.targets import load_targets, targets_for
+from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, offered_steps, plan_steps
+from yieldops.rollout.targets import Target, load_targets, targets_by_model, targets_for
 from yieldops.rollout.window import (
     StepWindow,
     comparable_latencies,
@@ -290,3 +290,84 @@ def test_recent_lots_are_the_newest_of_the_targets_fabs(tmp_path):
     assert lots(recent_lots=1) == ["S0-L004"]  # any fab
     with pytest.raises(NoRecentData, match="target t: no curated YO-28NM-PMIC lot"):
         lots(facilities=["FAB-C"])
+
+
+# -- what the form offers and what the registry has ------------------------------------------
+
+
+def test_every_step_a_deployment_offers_has_one_name_and_a_plan_takes_only_those():
+    assert offered_steps([5, 25, 50, 100]) == [
+        "shadow", "canary-5", "canary-25", "canary-50", "canary-100", "switch",
+    ]  # fmt: skip
+    offered = offered_steps([5, 25, 50, 100])
+    assert [s.name for s in plan_steps("canary", [25, 100], offered)] == [
+        "shadow", "canary-25", "canary-100",
+    ]  # fmt: skip
+    assert [s.name for s in plan_steps("bluegreen", offered=offered)] == ["shadow", "switch"]
+    with pytest.raises(ValueError, match="canary-10 not offered by this deployment: its steps"):
+        plan_steps("canary", [10, 25], offered)
+
+
+def test_the_models_targets_serve_come_in_yaml_order():
+    targets = [
+        Target(name="b-1", product="B", conn_id="x"),
+        Target(name="a-1", product="A", conn_id="y"),
+        Target(name="b-2", product="B", conn_id="z"),
+    ]
+    assert targets_by_model(targets) == {"yield-B": ["b-1", "b-2"], "yield-A": ["a-1"]}
+
+
+@pytest.fixture
+def registry_store(tmp_path, monkeypatch):
+    """A real local MLflow registry: yield-A with v1 (champion), v2 (rejected), v3
+    (challenger), and yield-B with no version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from yieldops.training import registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    registry.use_tracking_uri(registry.default_tracking_uri(tmp_path))
+    client = MlflowClient()
+    for name in ("yield-A", "yield-B"):
+        client.create_registered_model(name)
+    for _ in range(3):
+        client.create_model_version("yield-A", source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias("yield-A", registry.CHAMPION, "1")
+    client.set_model_version_tag("yield-A", "2", registry.STATUS_TAG, "rejected")
+    client.set_registered_model_alias("yield-A", registry.CHALLENGER, "3")
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_version_the_registry_has_is_chosen_and_none_means_the_challenger(registry_store):
+    from yieldops.rollout.versions import chosen_version
+
+    assert chosen_version("yield-A", 1) == 1
+    assert chosen_version("yield-A", None) == 3
+
+
+@pytest.mark.parametrize(
+    "model, version, message",
+    [
+        ("yield-C", 1, "model 'yield-C' is not registered; registered: yield-A, yield-B"),
+        (
+            "yield-A",
+            7,
+            r"yield-A has no version 7; versions: v1 \(champion\), v2 \(rejected\), "
+            r"v3 \(challenger\)",
+        ),
+        (
+            "yield-B",
+            None,
+            "yield-B: no version given and none has alias 'challenger'; versions: none",
+        ),
+    ],
+)
+def test_a_missing_model_or_version_is_refused_naming_what_exists(
+    registry_store, model, version, message
+):
+    from yieldops.rollout.versions import UnknownVersion, chosen_version
+
+    with pytest.raises(UnknownVersion, match=message):
+        chosen_version(model, version)

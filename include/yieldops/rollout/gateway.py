@@ -12,6 +12,17 @@ class GatewayError(RuntimeError):
     """The gateway refused or could not be reached; the message names it and why."""
 
 
+class GatewayNotConfigured(LookupError):
+    """A target's gateway connection is not defined; the message says how to define it."""
+
+    def __init__(self, target: str, conn_id: str) -> None:
+        super().__init__(
+            f"target {target}: gateway connection {conn_id!r} not configured: add an HTTP "
+            f"connection {conn_id!r} (host and port of the gateway, password = its admin "
+            "token, extra prediction_log_url = the SQLAlchemy URL of its prediction log)"
+        )
+
+
 @dataclass(frozen=True)
 class GatewayClient:
     url: str

@@ -64,6 +64,15 @@ def load_targets(path: Path | None = None) -> list[Target]:
     return load_yaml(path, Targets).targets
 
 
+def targets_by_model(targets: list[Target]) -> dict[str, list[str]]:
+    """Registered model (``yield-<product>``) -> the names of the targets serving it, both
+    in YAML order."""
+    by_model: dict[str, list[str]] = {}
+    for target in targets:
+        by_model.setdefault(f"yield-{target.product}", []).append(target.name)
+    return by_model
+
+
 def targets_for(product: str, chosen: list[str] | None = None, path: Path | None = None):
     """The product's targets in order, restricted to ``chosen`` names when given."""
     mine = [t for t in load_targets(path) if t.product == product]

@@ -31,7 +31,7 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
     assert states["pmic-local.shadow.analyse"] == "failed"
     assert states["rollback"] == "success"
     assert states["promote"] == "upstream_failed"
-    assert states["pmic-local.step_1.set_routing"] == "upstream_failed"
+    assert states["pmic-local.canary-5.set_routing"] == "upstream_failed"
 
     now = routing(gateway)
     assert (now["champion"], now["mode"]) == (champion, "off")
