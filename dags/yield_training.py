@@ -32,11 +32,12 @@ updates, and triggerable from the UI for one product.
    champion (MLflow alias `champion`) on the same holdout.
 5. **gate** (branch): each metric beside its no-skill baseline (always the
    majority class, the lots' yield): better than it by `min_lift`, absolute
-   thresholds, and not worse than the champion by more than the tolerance. Pass -> **register**: MLflow run with model
-   (skops), signature, input example, lineage, wafer maps, ROC and confusion
-   matrix; a new model version with alias `challenger` (never `champion`),
-   which schedules `model_rollout`. Fail -> **reject**: the run is logged in
-   MLflow with the reasons, nothing is registered, and a notification goes out.
+   thresholds, and not worse than the champion by more than the tolerance.
+   Pass -> **register**: MLflow run with model (skops), signature, input
+   example, lineage, wafer maps, ROC and confusion matrix; a new model
+   version with alias `challenger` (never `champion`), which schedules
+   `model_rollout`. Fail -> **reject**: the run is logged in MLflow with the
+   reasons, nothing is registered, and a notification goes out.
 
 MLflow tracking URI: `MLFLOW_TRACKING_URI`, or Airflow Variable
 `yieldops_mlflow_tracking_uri`; by default a local store under `YIELDOPS_HOME`.
