@@ -11,10 +11,11 @@ from yieldops.settings import load_settings
 from yieldops_airflow import ingest as steps
 from yieldops_airflow.schedules import SENSOR, ingest_schedule
 from yieldops_airflow.sensors import NewStdfFilesSensor
+from yieldops_airflow.triggers import GIVE_WAY_CHECK_SECONDS
 
 SETTINGS = load_settings()
 
-DOC = """
+DOC = f"""
 ### STDF ingest
 
 Turns every STDF file that lands in the landing zone into curated Parquet
@@ -40,6 +41,14 @@ Params: `reprocess_key` / `reprocess_lot` take finished files again,
 (`YIELDOPS_*`) or Airflow Variables `yieldops_landing_url`,
 `yieldops_ledger_url`, `yieldops_curated_dir`, `yieldops_docs_dir`,
 `yieldops_aws_conn_id`.
+
+**Runs triggered by hand** (sensor mode) do not wait for files: the DAG runs
+one at a time and a continuous run is always there, so while that run waits
+for files it looks for queued runs every {GIVE_WAY_CHECK_SECONDS:g} s and gives
+way: its *wait_for_files* ends skipped, its note says "gave way", and the
+queued run starts, seconds after it was triggered. While the continuous run
+ingests (note "ingesting N file(s)"), a run triggered by hand stays queued
+until it ends.
 """
 
 
@@ -90,8 +99,8 @@ def stdf_ingest():
         return steps.publish(outcomes, outlet_events)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(run_id=None) -> dict:
-        return steps.report(run_id)
+    def report(run_id=None, ti=None) -> dict:
+        return steps.report(run_id, ti)
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def watcher(run_id=None) -> None:
@@ -101,10 +110,10 @@ def stdf_ingest():
     if SETTINGS.ingest_trigger == SENSOR:
         (
             NewStdfFilesSensor(
-                task_id="wait_for_files",
+                task_id=steps.WAIT_TASK_ID,
                 poke_interval=SETTINGS.sensor_poke_seconds,
-                # Bounded, so a continuous run waiting for files gives way now and
-                # then to runs triggered by hand (the DAG runs one at a time).
+                # A run lasts at most this long without files; runs triggered by hand
+                # do not wait for it (the trigger gives way to them).
                 timeout=SETTINGS.sensor_timeout_seconds,
                 soft_fail=True,
             )

@@ -36,7 +36,8 @@ class Settings:
     sweep_cron: str = "*/30 * * * *"
     # How often the ingest sensor looks for new files (sensor mode).
     sensor_poke_seconds: float = 30.0
-    # How long one continuous run waits before ending (skipped) and the next one starts.
+    # How long one continuous run waits for files before ending (skipped) and the next one
+    # starts. Runs triggered by hand do not wait for it: the waiting sensor gives way.
     sensor_timeout_seconds: float = 3600.0
     # Empty: a local MLflow store under home (see yieldops.training.registry).
     mlflow_tracking_uri: str = ""

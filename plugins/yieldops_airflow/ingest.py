@@ -11,8 +11,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
 from yieldops_airflow.schedules import curated_asset_name
+from yieldops_airflow.triggers import GAVE_WAY_KEY
 
 log = logging.getLogger(__name__)
+DAG_ID = "stdf_ingest"
+WAIT_TASK_ID = "wait_for_files"
 CURATED_ALIAS = "curated"
 
 
@@ -47,6 +50,15 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
     )
     if params.get("dry_run"):
         log.info("dry run, would claim: %s", [f.key for f in report.would_claim] or "nothing")
+    if report.claimed:
+        # The DAG runs one at a time: say why a run triggered meanwhile stays queued.
+        keys = [f.key for f in report.claimed]
+        set_run_note(
+            DAG_ID,
+            run_id,
+            f"ingesting {len(keys)} file(s): {', '.join(keys[:3])}{', ...' if keys[3:] else ''}."
+            " Runs triggered meanwhile are queued until this one ends (one run at a time).",
+        )
     return [asdict(f) for f in report.claimed]
 
 
@@ -102,7 +114,7 @@ def publish(outcomes, outlet_events) -> dict[str, int]:
     return dict(files)
 
 
-def report(run_id: str) -> dict[str, int]:
+def report(run_id: str, ti) -> dict[str, int]:
     """Summarise the run from the ledger; a run with quarantined or failed files ends failed."""
     from yieldops.landing.ledger import CURATED, FAILED, QUARANTINED
     from yieldops_airflow.notifiers import YieldopsNotifier
@@ -112,11 +124,7 @@ def report(run_id: str) -> dict[str, int]:
         released = ledger.release_unfinished(run_id, "ingest task failed before finishing")
         entries = ledger.run_entries(run_id)
     counts = Counter(e.status for e in entries)
-    set_run_note(
-        "stdf_ingest",
-        run_id,
-        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest",
-    )
+    set_run_note(DAG_ID, run_id, outcome_note(counts, ti.xcom_pull(WAIT_TASK_ID, key=GAVE_WAY_KEY)))
     for e in entries:
         log.info("%-12s %s %s", e.status, e.source_key, e.reason or e.output or "")
     bad = [e for e in entries if e.status in (QUARANTINED, FAILED)]
@@ -131,6 +139,16 @@ def report(run_id: str) -> dict[str, int]:
             f"{f' ({len(released)} left unfinished by their task)' if released else ''}"
         )
     return dict(counts)
+
+
+def outcome_note(counts: Counter, gave_way_to: int | None) -> str:
+    """The run's final note: its files by status, or why it has none."""
+    if gave_way_to:
+        return (
+            f"nothing ingested: gave way to {gave_way_to} run(s) triggered by hand "
+            "instead of waiting on for new files"
+        )
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest"
 
 
 def fail_if_any_failed(run_id: str) -> None:

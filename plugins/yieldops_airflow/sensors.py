@@ -7,7 +7,12 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from yieldops_airflow.triggers import NewStdfFilesTrigger, StepSamplesTrigger
+from yieldops_airflow.notes import set_run_note
+from yieldops_airflow.triggers import (
+    GIVE_WAY_CHECK_SECONDS,
+    NewStdfFilesTrigger,
+    StepSamplesTrigger,
+)
 
 MAX_KEYS_IN_EVENT = 100
 
@@ -24,7 +29,8 @@ def pending_keys() -> list[str]:
 
 class NewStdfFilesSensor(BaseSensorOperator):
     """Waits until the landing zone holds STDF files to ingest (``.stdf``, ``.std``, ``.gz``,
-    ``.bz2``); checks once, then defers to ``NewStdfFilesTrigger``."""
+    ``.bz2``); checks once, then defers to ``NewStdfFilesTrigger``, which also ends the wait
+    (skipped) as soon as another run of the DAG is queued. The run's note says so."""
 
     def __init__(self, *, poke_interval: float = 30.0, deferrable: bool = True, **kwargs) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -43,8 +49,9 @@ class NewStdfFilesSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         if not self.poke(context):
+            set_run_note(self.dag_id, context["run_id"], self.waiting_note())
             self.defer(
-                trigger=NewStdfFilesTrigger(poke_interval=self.poke_interval),
+                trigger=NewStdfFilesTrigger(dag_id=self.dag_id, poke_interval=self.poke_interval),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
             )
@@ -52,6 +59,19 @@ class NewStdfFilesSensor(BaseSensorOperator):
 
     def execute_complete(self, context, event: dict | None = None) -> None:
         self.log.info("landed file(s) to ingest: %s", (event or {}).get("pending"))
+
+    def waiting_note(self) -> str:
+        return (
+            f"Waiting for new STDF files: looks every {seconds_text(self.poke_interval)}, "
+            f"ends skipped after {seconds_text(self.timeout)} without any. "
+            "A run triggered by hand does not wait for this one: every "
+            f"{seconds_text(GIVE_WAY_CHECK_SECONDS)} this run looks for one, gives way "
+            "(ends skipped) and the run triggered by hand starts."
+        )
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
 
 
 class RolloutStepSensor(BaseSensorOperator):

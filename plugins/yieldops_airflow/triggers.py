@@ -6,33 +6,62 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TriggerEvent
+
+# How soon a waiting sensor notices a queued run and gives way to it.
+GIVE_WAY_CHECK_SECONDS = 5.0
+GAVE_WAY_KEY = "gave_way_to_queued_runs"
 
 
 class NewStdfFilesTrigger(BaseTrigger):
-    """Fires once the landing zone holds files the ledger has not finished.
+    """Fires once the landing zone holds files the ledger has not finished, or gives way.
 
-    The check lists the zone and reads the ledger in a worker thread, so the
-    triggerer's event loop never blocks.
+    The DAG runs one at a time, so a run triggered by hand (or any other queued run of
+    ``dag_id``) would wait behind this one for files that may never come: as soon as one
+    is queued, the wait ends here, in the triggerer, with the task skipped (no worker
+    needed); the number of queued runs goes to XCom ``GAVE_WAY_KEY`` for the run's note.
+    Queued runs are counted every ``GIVE_WAY_CHECK_SECONDS``; the landing zone is listed
+    every ``poke_interval``. Both checks run in a worker thread, so the triggerer's event
+    loop never blocks.
     """
 
-    def __init__(self, poke_interval: float = 30.0) -> None:
+    def __init__(self, dag_id: str, poke_interval: float = 30.0) -> None:
         super().__init__()
+        self.dag_id = dag_id
         self.poke_interval = poke_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{__name__}.{type(self).__name__}", {"poke_interval": self.poke_interval})
+        return (
+            f"{__name__}.{type(self).__name__}",
+            {"dag_id": self.dag_id, "poke_interval": self.poke_interval},
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from yieldops_airflow.sensors import pending_keys
 
+        clock = asyncio.get_running_loop().time
+        next_listing = clock()
         while True:
-            keys = await asyncio.to_thread(pending_keys)
-            if keys:
-                self.log.info("%d landed file(s) to ingest, e.g. %s", len(keys), keys[:3])
-                yield TriggerEvent({"pending": keys})
+            if queued := await asyncio.to_thread(queued_runs, self.dag_id):
+                self.log.info("%d run(s) of %s queued: giving way", queued, self.dag_id)
+                yield TaskSkippedEvent(xcoms={GAVE_WAY_KEY: queued})
                 return
-            await asyncio.sleep(self.poke_interval)
+            if clock() >= next_listing:
+                if keys := await asyncio.to_thread(pending_keys):
+                    self.log.info("%d landed file(s) to ingest, e.g. %s", len(keys), keys[:3])
+                    yield TriggerEvent({"pending": keys})
+                    return
+                next_listing = clock() + self.poke_interval
+            await asyncio.sleep(min(GIVE_WAY_CHECK_SECONDS, self.poke_interval))
+
+
+def queued_runs(dag_id: str) -> int:
+    """Runs of ``dag_id`` waiting for a slot, asked through the Task SDK's channel to its
+    supervisor (the triggerer serves it too, as for the standard provider's triggers)."""
+    from airflow.sdk import DagRunState
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    return RuntimeTaskInstance.get_dr_count(dag_id=dag_id, states=[DagRunState.QUEUED.value])
 
 
 class StepSamplesTrigger(BaseTrigger):

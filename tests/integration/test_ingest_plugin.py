@@ -1,11 +1,15 @@
-"""The Airflow pieces of ingest on their own: the deferrable sensor's trigger, the
-notifier against an HTTP server on loopback, the Data Docs pages the plugin serves."""
+"""The Airflow pieces of ingest on their own: the deferrable sensor's trigger (files land,
+or a queued run makes it give way) and its run notes, the notifier against an HTTP server
+on loopback, the Data Docs pages the plugin serves."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+import uuid
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -20,30 +24,112 @@ def home(tmp_path, monkeypatch, airflow_db):
     return tmp_path
 
 
-def test_trigger_waits_until_a_file_lands(home):
+@contextmanager
+def airflow_for_triggers():
+    """What a trigger may ask of Airflow (Task SDK calls), served as dag.test() serves its
+    triggers: Airflow's in-process supervisor and Execution API on the real metadata database."""
+    import psutil
+    import structlog
+    from airflow.sdk.execution_time.supervisor import (
+        InProcessSupervisorComms,
+        InProcessTestSupervisor,
+        set_supervisor_comms,
+    )
+
+    supervisor = InProcessTestSupervisor(
+        id=uuid.uuid4(), pid=os.getpid(), process=psutil.Process(),
+        process_log=structlog.get_logger().bind(), client=InProcessTestSupervisor._api_client(),
+    )  # fmt: skip
+    supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+    with set_supervisor_comms(supervisor.comms):
+        yield
+
+
+def first_event_after(trigger, change) -> object:
+    """The trigger's first event once ``change()`` is done; until then it must keep waiting."""
+
+    async def scenario():
+        waiting = asyncio.ensure_future(anext(trigger.run()))
+        try:
+            await asyncio.sleep(1.0)
+            assert not waiting.done(), f"did not wait: {waiting.result()}"
+            await asyncio.to_thread(change)
+            return await asyncio.wait_for(waiting, timeout=30)
+        finally:
+            waiting.cancel()
+
+    with airflow_for_triggers():
+        return asyncio.run(scenario())
+
+
+def add_run(dag_id: str, state: str) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import timezone
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    run_id = f"{state}__{uuid.uuid4().hex[:8]}"
+    with create_session() as session:
+        session.add(
+            DagRun(dag_id=dag_id, run_id=run_id, run_type=DagRunType.MANUAL, state=state,
+                   run_after=timezone.utcnow())
+        )  # fmt: skip
+
+
+@pytest.fixture
+def waiting_trigger(home):
+    """The sensor's trigger for a DAG whose only run is the one waiting in the sensor."""
     from yieldops_airflow.triggers import NewStdfFilesTrigger
 
-    async def first_event_after_landing():
-        events = NewStdfFilesTrigger(poke_interval=0.2).run()
-        waiting = asyncio.ensure_future(anext(events))
-        await asyncio.sleep(1.0)
-        assert not waiting.done()  # nothing landed yet: still waiting, without blocking the loop
-        await asyncio.to_thread(synthesize, home / "landing" / "lot-a", lots=1, wafers_per_lot=1)
-        event = await asyncio.wait_for(waiting, timeout=30)
-        await events.aclose()
-        return event
+    dag_id = f"ingest_{uuid.uuid4().hex[:8]}"
+    add_run(dag_id, "running")
+    return NewStdfFilesTrigger(dag_id, poke_interval=0.2)
 
-    event = asyncio.run(first_event_after_landing())
+
+def test_trigger_waits_until_a_file_lands(home, waiting_trigger):
+    def land():
+        synthesize(home / "landing" / "lot-a", lots=1, wafers_per_lot=1)
+
+    event = first_event_after(waiting_trigger, land)
     assert event.payload == {"pending": ["lot-a/YO-7NM-ADC_S0-L001.stdf"]}
+
+
+def test_trigger_gives_way_to_a_queued_run(waiting_trigger):
+    """A run triggered by hand is queued behind the waiting one (one run at a time): the
+    wait ends skipped, in the triggerer, and says for how many runs it gave way."""
+    from airflow.triggers.base import TaskSkippedEvent
+
+    from yieldops_airflow.triggers import GAVE_WAY_KEY
+
+    event = first_event_after(waiting_trigger, lambda: add_run(waiting_trigger.dag_id, "queued"))
+    assert isinstance(event, TaskSkippedEvent) and event.xcoms == {GAVE_WAY_KEY: 1}
 
 
 def test_sensor_trigger_serializes_for_the_triggerer():
     from yieldops_airflow.triggers import NewStdfFilesTrigger
 
-    classpath, kwargs = NewStdfFilesTrigger(poke_interval=5).serialize()
-    assert classpath == "yieldops_airflow.triggers.NewStdfFilesTrigger" and kwargs == {
-        "poke_interval": 5
-    }
+    classpath, kwargs = NewStdfFilesTrigger("stdf_ingest", poke_interval=5).serialize()
+    assert classpath == "yieldops_airflow.triggers.NewStdfFilesTrigger"
+    assert kwargs == {"dag_id": "stdf_ingest", "poke_interval": 5}
+
+
+def test_notes_say_what_the_ingest_run_waits_for_and_why_it_ended():
+    from collections import Counter
+
+    from yieldops_airflow.ingest import outcome_note
+    from yieldops_airflow.sensors import NewStdfFilesSensor
+
+    sensor = NewStdfFilesSensor(task_id="wait_for_files", poke_interval=5, timeout=3600)
+    assert sensor.waiting_note() == (
+        "Waiting for new STDF files: looks every 5 s, ends skipped after 60 min without any. "
+        "A run triggered by hand does not wait for this one: every 5 s this run looks for one, "
+        "gives way (ends skipped) and the run triggered by hand starts."
+    )
+    assert outcome_note(Counter(), gave_way_to=1).startswith(
+        "nothing ingested: gave way to 1 run(s) triggered by hand"
+    )
+    assert outcome_note(Counter(curated=2, quarantined=1), None) == "2 curated, 1 quarantined"
+    assert outcome_note(Counter(), None) == "nothing to ingest"
 
 
 class _Hook(BaseHTTPRequestHandler):
