@@ -6,6 +6,8 @@ PYVER  := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.v
 CONSTRAINTS := requirements/constraints-$(PYVER).txt
 STAMP  := $(VENV)/.installed-$(PYVER)
 DEMO   ?= var/demo
+# More options for `yieldops demo`, e.g. make demo DEMO_ARGS=--keep-running
+DEMO_ARGS ?=
 
 .PHONY: install demo test lint check format bench constraints clean
 
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 ## demo: the main job on embedded defaults (local Airflow, MLflow, gateway; lots land; a champion serves)
 demo: $(STAMP)
-	$(BIN)/yieldops demo --home $(DEMO)
+	$(BIN)/yieldops demo --home $(DEMO) $(DEMO_ARGS)
 
 ## test: the whole test suite in stages (unit, integration, e2e, stack) and the coverage gate
 test: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from pathlib import Path
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 STDF_SUFFIXES = (".stdf", ".std", ".stdf.gz", ".std.gz", ".stdf.bz2", ".std.bz2")
+# Where `yieldops demo` and `yieldops run` keep their data unless given --home.
+DEMO_HOME, RUN_HOME = Path("var/demo"), Path("var/run")
 
 
 def stdf_stem(path: Path) -> str:
@@ -183,14 +186,25 @@ def cmd_traffic_replay(args: argparse.Namespace) -> int:
 def cmd_rollout_audit(args: argparse.Namespace) -> int:
     """The rollout audit log, oldest first: one line per record, or JSON lines."""
     from yieldops.rollout.audit import AuditLog
-    from yieldops.settings import load_settings
 
-    audit = AuditLog(args.db or load_settings().rollout_db_url)
+    url, looked = audit_log_url(args.db, args.home)
+    if url is None:
+        print(
+            f"error: no rollout audit log; looked for {', '.join(looked)}. Give the home of a "
+            "demo or run (--home DIR, or YIELDOPS_HOME) or the database (--db URL).",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    print(f"rollout audit log: {url}", file=sys.stderr)
+    audit = AuditLog(url)
     try:
         filters = {k: v for k, v in (("model", args.model), ("run_id", args.run_id)) if v}
         records = audit.rows(**filters)[-args.last :]
     finally:
         audit.close()
+    if not records:
+        which = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in filters.items())
+        print(f"no records{' of ' + which if which else ''} in it", file=sys.stderr)
     for r in records:
         if args.json:
             print(json.dumps(r, default=str))
@@ -202,6 +216,31 @@ def cmd_rollout_audit(args: argparse.Namespace) -> int:
             f"{r['event']}{verdict}  {r['summary']}"
         )
     return EXIT_OK
+
+
+def audit_log_url(db: str | None, home: Path | None) -> tuple[str | None, list[str]]:
+    """The rollout audit log to read (None when there is none) and where it was looked for:
+    ``--db``, else YIELDOPS_ROLLOUT_DB_URL, else ``rollout.db`` in ``--home``, else in
+    YIELDOPS_HOME, else in the first that has one of: the demo's and the run's default
+    homes (in this folder, then in the checkout) and the default data home. A SQLite file
+    must already exist: reading never creates a database."""
+    from yieldops.layout import checkout_root
+    from yieldops.settings import load_settings
+
+    url = db or os.environ.get("YIELDOPS_ROLLOUT_DB_URL")
+    if url:
+        missing = url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file()
+        return (None if missing else url), [url]
+    chosen = home or os.environ.get("YIELDOPS_HOME")
+    if chosen:
+        homes = [Path(chosen)]
+    else:
+        roots = [Path.cwd(), *filter(None, [checkout_root()])]
+        homes = [root / name for root in roots for name in (DEMO_HOME, RUN_HOME)]
+        homes.append(load_settings().home)
+    files = list(dict.fromkeys(h.resolve() / "rollout.db" for h in homes))
+    found = next((f for f in files if f.is_file()), None)
+    return (f"sqlite:///{found}" if found else None), [str(f) for f in files]
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
@@ -278,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="ingest, train and roll out given STDF files in this process (no servers)"
     )
     run.add_argument("files", nargs="+", type=Path)
-    run.add_argument("--home", type=Path, default=Path("var/run"), help="data and Airflow home")
+    run.add_argument("--home", type=Path, default=RUN_HOME, help="data and Airflow home")
     run.set_defaults(run=cmd_run)
 
     rollout = commands.add_parser("rollout", help="model rollouts")
@@ -288,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--model", help="registered model, e.g. yield-YO-7NM-ADC")
     audit.add_argument("--run-id", help="one model_rollout run")
     audit.add_argument("--last", type=int, default=50, help="the newest N records")
+    audit.add_argument(
+        "--home",
+        type=Path,
+        help=f"home of a demo or run (default: YIELDOPS_HOME, else the first of {DEMO_HOME}, "
+        f"{RUN_HOME} and ~/yieldops-data with an audit log)",
+    )
     audit.add_argument("--db", help="audit database URL (default: YIELDOPS_ROLLOUT_DB_URL)")
     audit.add_argument("--json", action="store_true", help="one JSON object per record")
     audit.set_defaults(run=cmd_rollout_audit)
@@ -295,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the main job on embedded defaults: a local stack, lots landing, a champion"
     )
-    demo.add_argument("--home", type=Path, default=Path("var/demo"), help="wiped at start")
+    demo.add_argument("--home", type=Path, default=DEMO_HOME, help="wiped at start")
     demo.add_argument("--lots", type=int, default=3, help="healthy baseline lots")
     demo.add_argument("--wafers", type=int, default=2, help="wafers per lot")
     demo.add_argument("--seed", type=int, default=0)

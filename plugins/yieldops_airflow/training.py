@@ -92,28 +92,20 @@ def _frames(run: dict):
 
 
 def train(run: dict) -> dict:
-    import skops.io
-
+    from yieldops.training.model import save_model_file
     from yieldops.training.model import train as fit
 
     train_frame, _ = _frames(run)
     model = fit(train_frame, run["feature_columns"], _config(run).model)
-    skops.io.dump(model, Path(run["run_dir"]) / "challenger.skops")
+    save_model_file(model, Path(run["run_dir"]) / "challenger.skops")
     return run
 
 
 def _challenger(run: dict):
-    import skops.io
+    """The model this run's train task wrote, loaded only when every type is known-safe."""
+    from yieldops.training.model import load_model_file
 
-    from yieldops.training.registry import TRUSTED_TYPE_PREFIXES
-
-    path = Path(run["run_dir"]) / "challenger.skops"
-    needed = skops.io.get_untrusted_types(file=path)
-    # Written by this run's train task, yet still only loaded when every type is known-safe.
-    foreign = [name for name in needed if not name.startswith(TRUSTED_TYPE_PREFIXES)]
-    if foreign:
-        raise ValueError(f"{path} holds untrusted types: {foreign}")
-    return skops.io.load(path, trusted=needed)
+    return load_model_file(Path(run["run_dir"]) / "challenger.skops")
 
 
 def _open_experiment(product: str) -> str:

@@ -124,3 +124,62 @@ def test_rollout_audit_lists_a_models_records_oldest_first(tmp_path, capsys):
     assert "fab-a/shadow  verdict [pass]  pass (pass: latency)" in lines[1]
     assert main(["rollout", "audit", "--db", url, "--json", "--last", "1"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["summary"] == "v5 is champion"
+
+
+def _audit_log_at(home) -> None:
+    from yieldops.rollout.audit import AuditLog, RolloutRef
+
+    audit = AuditLog(f"sqlite:///{home / 'rollout.db'}")
+    audit.record(RolloutRef("yield-P", 1, None), "promoted", "v1 is champion")
+    audit.close()
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """A folder to run in, with no YIELDOPS_* in the environment and a home of its own."""
+    for name in ("YIELDOPS_HOME", "YIELDOPS_ROLLOUT_DB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_rollout_audit_finds_a_run_home_in_this_folder(elsewhere, capsys):
+    (elsewhere / "var" / "run").mkdir(parents=True)
+    _audit_log_at(elsewhere / "var" / "run")
+
+    assert main(["rollout", "audit"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "yield-P v1  -  promoted  v1 is champion" in captured.out
+    assert (
+        f"rollout audit log: sqlite:///{elsewhere / 'var' / 'run' / 'rollout.db'}" in captured.err
+    )
+
+
+def test_rollout_audit_without_a_log_says_where_it_looked_and_creates_nothing(elsewhere, capsys):
+    home = elsewhere / "no-demo-here"
+    home.mkdir()
+
+    assert main(["rollout", "audit", "--home", str(home)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"looked for {home / 'rollout.db'}" in err and "--home DIR" in err
+    assert list(home.iterdir()) == []
+    assert not (elsewhere / "user" / "yieldops-data").exists()
+
+
+def test_make_demo_passes_demo_args_on():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on the PATH")
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        ["make", "-n", "demo", "DEMO_ARGS=--keep-running --seed 3"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "yieldops demo --home var/demo --keep-running --seed 3" in shown.splitlines()[-1]

@@ -6,6 +6,10 @@ pointing it at a throwaway home); the gateway a rollout steers is a local child 
 2. each product that got curated data and has a deployment target trains
    (``yield_training``); a registered challenger is rolled out (``model_rollout``) to a
    local gateway, with curated dies replayed to it while the rollout's steps run.
+
+The console gets one line per step and outcome; Airflow's logs (every task's), and
+whatever else this process and its children print, go to a log file named at the start
+and at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +30,11 @@ from ..layout import dags_folder, plugins_folder
 from ..settings import load_settings
 from .processes import Service, free_port
 from .stack import DEMO_ROLLOUT
-from .story import report_files
+from .summary import gate_checks, metric_lines, wrap
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 1
+# How a rollout may end as designed: the challenger serves, or it was judged and rejected.
+ROLLOUT_ENDS = ("champion", "rejected")
 
 
 def configure_airflow(home: Path) -> None:
@@ -47,24 +55,89 @@ def configure_airflow(home: Path) -> None:
     )
 
 
-def run_files(files: Sequence[Path], home: Path, say: Callable[[str], None] = print) -> int:
+def run_files(files: Sequence[Path], home: Path) -> int:
     """0 when every file was curated and every run ended as designed; 1 when a file was
     quarantined or a run failed."""
     home = Path(home).resolve()
+    log_path = home / "logs" / f"run-{datetime.now():%Y%m%d-%H%M%S}.log"
+    print(f"yieldops run: {len(files)} file(s), home {home}; full logs: {log_path}", flush=True)
+    try:
+        with _logs_to(log_path) as say:
+            return _run(files, home, say)
+    finally:
+        print(f"full logs: {log_path}; rollout records: yieldops rollout audit --home {home}")
+
+
+@contextmanager
+def _logs_to(log_path: Path) -> Iterator[Callable[[str], None]]:
+    """Standard output and error of this process, and so of its children, go to
+    ``log_path`` (Airflow logs to them, from its own handlers); the ``say`` yielded prints a
+    step line on the console, and in the log too, where it marks what the lines after it are."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(1), "w", buffering=1)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+    def say(line: str) -> None:
+        console.write("".join(f"{part}\n" for part in wrap(line, indent="")))
+        print(f"\n>>> {line}\n", flush=True)
+
+    try:
+        yield say
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, original in zip((1, 2), saved):
+            os.dup2(original, fd)
+            os.close(original)
+        console.close()
+
+
+def _run(files: Sequence[Path], home: Path, say: Callable[[str], None]) -> int:
     configure_airflow(home)
     landing = home / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     for path in files:
         shutil.copy2(path, landing / Path(path).name)
-    outcome = EXIT_OK
     ingest = _dag("stdf_ingest").test()
-    say(f"stdf_ingest: {ingest.state}")
-    report_files(load_settings().ledger_url, say)
-    if ingest.state != "success":
-        outcome = EXIT_BAD_INPUT
+    for name in dict.fromkeys(Path(path).name for path in files):
+        say(f"ingest {name}: {_file_outcome(name, ingest.run_id)}")
+    outcome = EXIT_OK if ingest.state == "success" else EXIT_BAD_INPUT
     for product in _curated_products(home):
         outcome |= _train_and_roll_out(product, home, say)
     return outcome
+
+
+def _file_outcome(name: str, run_id: str) -> str:
+    """What the ingest run did with the landed file ``name``, from the ledger."""
+    from yieldops.landing.ledger import CURATED, Ledger
+
+    ledger = Ledger(load_settings().ledger_url)
+    try:
+        entries = [e for sha in ledger.sha256_of(key=name) if (e := ledger.get(sha))]
+    finally:
+        ledger.close()
+    # The content this run took under that name, else what an earlier run did with it.
+    entry = next((e for e in entries if e.dag_run_id == run_id), next(iter(entries), None))
+    if entry is None:
+        return "not claimed (see the log)"
+    if entry.source_key != name:
+        return f"same content as {entry.source_key} ({entry.status}); not ingested again"
+    if entry.dag_run_id != run_id:
+        return f"{entry.status} by an earlier run; not ingested again"
+    if entry.status == CURATED and entry.output:
+        return f"curated {_dies(Path(entry.output))} dies of lot {entry.lot_id}"
+    return f"{entry.status} ({entry.reason})"
+
+
+def _dies(curated_file: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(curated_file / "parts.parquet").num_rows
 
 
 def _train_and_roll_out(product: str, home: Path, say: Callable[[str], None]) -> int:
@@ -72,15 +145,14 @@ def _train_and_roll_out(product: str, home: Path, say: Callable[[str], None]) ->
 
     targets = targets_for(product)
     if not targets:
-        say(f"{product}: no deployment target in targets.yaml; not trained")
+        say(f"train {product}: not trained, no deployment target in targets.yaml")
         return EXIT_OK
     training = _dag("yield_training").test(run_conf={"product": product})
-    registered = _state(training, "register") == "success"
-    say(
-        f"yield_training {product}: {training.state} ({'registered' if registered else 'rejected'})"
-    )
-    if training.state != "success" or not registered:
+    registered = _returned(training, "register")
+    say(f"train {product}: {_training_outcome(training, registered, home)}")
+    if registered is None:
         return EXIT_OK if training.state == "success" else EXIT_BAD_INPUT
+    model, version = registered["model"], registered["version"]
     gateways = [_gateway(home, product, t.conn_id) for t in targets]
     stop = threading.Event()
     try:
@@ -93,13 +165,44 @@ def _train_and_roll_out(product: str, home: Path, say: Callable[[str], None]) ->
         ]
         for replayer in replayers:
             replayer.start()
-        rollout = _dag("model_rollout").test(run_conf={"model": f"yield-{product}"})
-        say(f"model_rollout {product}: {rollout.state} (yieldops rollout audit: the verdicts)")
-        return EXIT_OK
+        _dag("model_rollout").test(run_conf={"model": model})
     finally:
         stop.set()
         for gateway in gateways:
             gateway.stop()
+    status, reason = _rollout_status(home, model, version)
+    say(f"rollout {model} v{version}: {status}" + (f" ({reason})" if reason else ""))
+    return EXIT_OK if status in ROLLOUT_ENDS else EXIT_BAD_INPUT
+
+
+def _training_outcome(training: Any, registered: dict | None, home: Path) -> str:
+    """``registered yield-P v1 (accuracy 0.8966 vs no skill 0.8527, ...)``, or why not."""
+    if registered is not None:
+        model, version = registered["model"], registered["version"]
+        tags = _mlflow(home).get_model_version(model, str(version)).tags
+        return f"registered {model} v{version} ({', '.join(metric_lines(gate_checks(tags)))})"
+    rejected = _returned(training, "reject")
+    if rejected is not None:
+        failed = [r for r in rejected["reasons"] if "FAIL" in r] or rejected["reasons"]
+        return f"rejected by the gate ({'; '.join(failed)})"
+    return f"{training.state}, nothing registered (see the log)"
+
+
+def _rollout_status(home: Path, model: str, version: int) -> tuple[str, str]:
+    """The version's rollout status and reason, as model_rollout tagged them in MLflow."""
+    tags = _mlflow(home).get_model_version(model, str(version)).tags
+    status = tags.get("rollout.status")
+    if status is None:
+        return "not decided, the rollout failed (see the log)", ""
+    return status, tags.get("rollout.reason", "")
+
+
+def _mlflow(home: Path) -> Any:
+    from mlflow import MlflowClient
+
+    from yieldops.training.registry import default_tracking_uri
+
+    return MlflowClient(tracking_uri=default_tracking_uri(home))
 
 
 def _gateway(home: Path, product: str, conn_id: str) -> Service:
@@ -167,14 +270,15 @@ def _dag(dag_id: str) -> Any:
     return bag.dags[dag_id]
 
 
-def _state(run: Any, task_id: str) -> str | None:
-    from airflow.models.taskinstance import TaskInstance
+def _returned(run: Any, task_id: str) -> Any:
+    """What a task of the run returned (its XCom), or None when it did not run or failed."""
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        ti = (
-            session.query(TaskInstance)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id)
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
             .one_or_none()
         )
-        return ti.state if ti else None
+        return None if row is None else XComModel.deserialize_value(row)

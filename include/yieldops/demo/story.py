@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import shutil
+import textwrap
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,12 +25,14 @@ import httpx
 
 from .processes import stop_leftovers
 from .stack import MODEL, PRODUCT, DemoStack
+from .summary import decision_lines, file_lines, version_lines, wrap
 
 DAGS = ("stdf_ingest", "yield_training", "model_rollout")
 TERMINAL = {"success", "failed"}
 BASELINE_DRIFT, DRIFTED = 0.3, 0.6  # process shift per lot index, in sigmas
 REPLAY_RATE, REPLAY_BATCH = 100.0, 10
 REPLAY_REFRESH_SECONDS = 10.0  # how soon a newly curated lot becomes the traffic
+NOTE_CHARS = 240  # of a finished run's note, in the lines that follow the runs
 
 
 class RunFollower:
@@ -54,8 +56,10 @@ class RunFollower:
                 if self.seen.get(key) != state:
                     self.seen[key] = state
                     note = (run.get("note") or "").splitlines()[:1] if state in TERMINAL else []
-                    note_text = f"  ({note[0][:240]})" if note else ""
-                    self.say(f"  {dag_id:<15} {run['dag_run_id']:<45} {state}{note_text}")
+                    # Its gist, cut at a word; the summary gives the figures in full.
+                    note_text = f"  ({textwrap.shorten(note[0], NOTE_CHARS)})" if note else ""
+                    for line in wrap(f"{dag_id:<15} {run['dag_run_id']:<45} {state}{note_text}"):
+                        self.say(line)
 
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         response = self.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
@@ -111,8 +115,10 @@ def run_demo(
             f"wall time from the first file landed: {first_champion:.0f} s to the first "
             f"champion, {time.monotonic() - first_landed:.0f} s to the end of the drift rollout"
         )
+        say(f"every rollout record: yieldops rollout audit --home {stack.home}")
         if keep_running:
-            say("\nthe stack keeps running; Ctrl-C stops it")
+            _where_to_look(stack, say)
+            say("the stack keeps running; Ctrl-C stops it")
             threading.Event().wait()
         return 0 if champion else 1
     except KeyboardInterrupt:
@@ -198,53 +204,32 @@ def _replay(stack: DemoStack, stop: threading.Event) -> None:
         )
 
 
-def report_files(ledger_url: str, say: Callable[[str], None]) -> None:
-    """Files per ledger status, and each quarantined file with its reason."""
-    from yieldops.landing.ledger import Ledger
-
-    ledger = Ledger(ledger_url)
-    try:
-        statuses = Counter(e.status for e in ledger.entries())
-        quarantined = ledger.entries(["quarantined"])
-    finally:
-        ledger.close()
-    say(f"files: {dict(statuses)}")
-    for entry in quarantined:
-        say(f"  quarantined {entry.source_key}: {entry.reason}")
-
-
 def _summary(stack: DemoStack, say: Callable[[str], None]) -> int | None:
-    """Files, model versions, verdicts and the champion; returns the champion version."""
+    """Files, model versions beside their gate figures, rollout decisions and the champion;
+    returns the champion version when MLflow and the gateway agree on it."""
     from mlflow import MlflowClient
 
     from yieldops.rollout.audit import AuditLog
 
-    report_files(f"sqlite:///{stack.home / 'ledger.db'}", say)
-
     client = MlflowClient(tracking_uri=stack.mlflow_url)
-    for version in sorted(client.search_model_versions(f"name='{MODEL}'"), key=_number):
-        tags = version.tags
-        say(
-            f"{MODEL} v{version.version}: gate passed={tags.get('gate.passed')}, "
-            f"rollout={tags.get('rollout.status', 'pending')}"
-            + (f" ({tags['rollout.reason'][:200]})" if "rollout.reason" in tags else "")
-        )
     audit = AuditLog(f"sqlite:///{stack.home / 'rollout.db'}")
     try:
-        for r in audit.rows():
-            if r["event"] in ("verdict", "rollback", "promoted", "offline_check"):
-                where = "/".join(p for p in (r["target"], r["step"]) if p)
-                say(f"  v{r['version']} {where or '-'}: {r['event']} {r['summary'][:160]}")
+        records = audit.rows(model=MODEL)
     finally:
         audit.close()
+    lines = [
+        *file_lines(f"sqlite:///{stack.home / 'ledger.db'}"),
+        "model versions:",
+        *version_lines(MODEL, client.search_model_versions(f"name='{MODEL}'")),
+        "rollout decisions:",
+        *decision_lines(records),
+    ]
+    for line in lines:
+        say(line)
     routing = httpx.get(f"{stack.gateway_url}/v1/routing", timeout=10).json()
     alias = client.get_registered_model(MODEL).aliases.get("champion")
-    say(f"champion now: MLflow alias -> v{alias}; gateway serves v{routing['champion']}")
+    say(f"champion now: v{alias} (MLflow alias), the gateway serves v{routing['champion']}")
     return int(alias) if alias and int(alias) == routing["champion"] else None
-
-
-def _number(version) -> int:
-    return int(version.version)
 
 
 def _time(text: str) -> datetime:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,15 @@ from threadpoolctl import threadpool_limits
 
 from ..config import ESTIMATOR_MODULES, ModelSpec
 from ..features import LABEL, feature_matrix
+from ..quiet import quiet_skops
+
+# Before skops is first imported: every task that saves or loads a model imports this
+# module (yieldops.training imports it), and skops' noise starts at its import.
+quiet_skops()
 
 IMPUTER_STEP, ESTIMATOR_STEP = "impute", "classify"
+# Types found in a saved model are trusted for loading only when they come from these packages.
+TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "yieldops.")
 
 
 def estimator_class(path: str) -> type:
@@ -105,3 +113,32 @@ def predict_good_proba(
         proba = model.predict_proba(feature_matrix(frame, feature_columns))
     classes = list(model.classes_)
     return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(frame))
+
+
+def save_model_file(model: Pipeline, path: Path) -> None:
+    """The model in skops format (no pickle), e.g. handed from one task to the next."""
+    import skops.io
+
+    skops.io.dump(model, path)
+
+
+def load_model_file(path: Path) -> Pipeline:
+    """A model written by :func:`save_model_file`, loaded only when every type it holds
+    comes from a trusted package."""
+    import skops.io
+
+    needed = trusted_types(skops.io.get_untrusted_types(file=path), str(path))
+    return skops.io.load(path, trusted=needed)
+
+
+def trusted_types(type_names: Iterable[str], holder: str) -> list[str]:
+    """``type_names`` when all are from :data:`TRUSTED_TYPE_PREFIXES`; else a ValueError
+    naming ``holder`` (a file or "the model") and the foreign types."""
+    names = list(type_names)
+    foreign = [name for name in names if not name.startswith(TRUSTED_TYPE_PREFIXES)]
+    if foreign:
+        raise ValueError(
+            f"{holder} holds types from untrusted packages: {foreign} "
+            f"(trusted: {', '.join(TRUSTED_TYPE_PREFIXES)})"
+        )
+    return names

@@ -37,12 +37,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from .model import trusted_types
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 SKOPS = mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS
-# Types found in a model are trusted for loading only when they come from these packages.
-TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "yieldops.")
 LABEL_COLUMN = "label"
 INPUT_EXAMPLE_ROWS = 5
 PICTURES_DIR = "plots"
@@ -187,14 +187,7 @@ def skops_trusted_types(model: Any) -> list[str]:
     """The types skops must be told to trust to load ``model``; all from trusted packages."""
     import skops.io
 
-    needed = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    foreign = [name for name in needed if not name.startswith(TRUSTED_TYPE_PREFIXES)]
-    if foreign:
-        raise ValueError(
-            f"the model holds types from untrusted packages: {foreign} "
-            f"(trusted: {', '.join(TRUSTED_TYPE_PREFIXES)})"
-        )
-    return needed
+    return trusted_types(skops.io.get_untrusted_types(data=skops.io.dumps(model)), "the model")
 
 
 def git_revision() -> str:

@@ -9,7 +9,11 @@ The frames validated are in ``frames``, the rules and their expectations in
 Great Expectations (several seconds): import it inside task callables.
 """
 
-from .run import ValidationReport, validate_tables
-from .suites import expectation_suites
+from ..quiet import quiet_great_expectations
+
+quiet_great_expectations()  # before the modules below import Great Expectations
+
+from .run import ValidationReport, validate_tables  # noqa: E402
+from .suites import expectation_suites  # noqa: E402
 
 __all__ = ["ValidationReport", "expectation_suites", "validate_tables"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import great_expectations as gx
@@ -12,12 +11,6 @@ from great_expectations.data_context.types.base import (
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
-
-# GX logs routine steps (loading datasources, ...) at INFO, which Airflow task logs show;
-# keep it to warnings unless someone configured its logger.
-_gx_logger = logging.getLogger("great_expectations")
-if _gx_logger.level == logging.NOTSET:
-    _gx_logger.setLevel(logging.WARNING)
 
 
 def ephemeral_context(
