@@ -50,9 +50,6 @@ class DemoStack:
     services: list[Service] = field(default_factory=list)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     airflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
-    # How long a continuous ingest run waits for files before it ends and the next starts;
-    # a manual run (the browser test's) waits for the slot at most this long.
-    sensor_timeout_seconds: int = 300
 
     # -- where things are ----------------------------------------------------------------------
 
@@ -97,7 +94,6 @@ class DemoStack:
             "YIELDOPS_HOME": str(self.home),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             **DEMO_ROLLOUT,
-            "YIELDOPS_SENSOR_TIMEOUT_SECONDS": str(self.sensor_timeout_seconds),
         }
 
     def airflow_env(self) -> dict[str, str]:
