@@ -113,7 +113,11 @@ def _curate(
     if not lot_id:
         raise Quarantine("decode", "MIR has no LOT_ID", product=product_name)
     report = validate_tables(
-        tables, config, docs_dir=docs_dir, run_name=f"{run_id}/{claimed.sha256[:12]}"
+        tables,
+        config,
+        docs_dir=docs_dir,
+        run_name=f"{run_id}/{claimed.sha256[:12]}",
+        stdf_file=claimed.key,
     )
     docs_page = str(report.docs_page) if report.docs_page else None
     if not report.success:

@@ -10,12 +10,18 @@ WAFER_MAPS_URL_PREFIX = f"{PLUGIN_URL_PREFIX}/wafer-maps"
 
 
 class XComLink(BaseOperatorLink):
-    """A button whose URL the task stored under ``xcom_key`` (no URL: no button)."""
+    """A button whose URL the task stored under ``xcom_key`` (no URL: no button).
+
+    The plugin registers these links globally, so the API server asks them for every task
+    of every DAG, ours or not. It evaluates them outside any task process, where the Task
+    SDK's XCom cannot run: read the XCom table as Airflow's own links do there.
+    """
 
     def get_link(self, operator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
+        from airflow.serialization.definitions.operatorlink import XComOperatorLink
 
-        return XCom.get_value(ti_key=ti_key, key=self.xcom_key) or ""
+        stored = XComOperatorLink(name=self.name, xcom_key=self.xcom_key)
+        return stored.get_link(operator, ti_key=ti_key)
 
 
 class DataDocsLink(XComLink):

@@ -1,6 +1,8 @@
 """The Airflow UI in headless Chromium (Debian's `chromium`, driven by Playwright): log in,
 trigger stdf_ingest from its params form, see the run succeed in the grid, open the
-Rollouts page. Screenshots go to $YIELDOPS_TEST_ARTIFACTS (default: test-artifacts/)."""
+Rollouts page; click every task button (Data Docs, MLflow run, Wafer maps) and check the
+page it opens, with every request that would leave the machine refused. Screenshots go to
+$YIELDOPS_TEST_ARTIFACTS (default: test-artifacts/)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, Route, expect, sync_playwright
 
-from yieldops.demo.stack import AIRFLOW_USER
+from yieldops.demo.stack import AIRFLOW_USER, PRODUCT
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(
@@ -57,7 +59,7 @@ def log_in(page: Page, stack) -> None:
     page.get_by_label("Username").fill(AIRFLOW_USER)
     page.get_by_label("Password").fill(stack.airflow_password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name="Dags")).to_be_visible()
+    expect(page.get_by_role("link", name="Dags", exact=True)).to_be_visible()
 
 
 def param_field(dialog: Locator, title: str) -> Locator:
@@ -131,3 +133,122 @@ def test_trigger_ingest_from_the_form_and_open_rollouts(stack, browser_page):
     expect(rollouts.get_by_role("heading", name="Rollouts", level=1)).to_be_visible()
     expect(rollouts.get_by_role("heading", name="adc-local")).to_be_visible()
     shot(page, "04-rollouts")
+
+
+def refuse_requests_leaving_the_machine(page: Page) -> list[tuple[str, str]]:
+    """From now on the browser is offline, as on a test floor: requests to anywhere but
+    this machine fail. Returns the list that collects (page, URL) of each one refused."""
+    refused: list[tuple[str, str]] = []
+
+    def refuse(route: Route) -> None:
+        refused.append((route.request.frame.url, route.request.url))
+        route.abort()
+
+    page.context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/])"), refuse)
+    return refused
+
+
+def succeeded_task(api, dag_id: str, task_id: str) -> dict:
+    """A task instance of ``task_id`` that succeeded, in any run of the DAG."""
+    path = f"/dags/{dag_id}/dagRuns/~/taskInstances"
+    response = api.get(path, params={"task_id": task_id, "state": "success", "limit": 1})
+    response.raise_for_status()
+    (task,) = response.json()["task_instances"]
+    return task
+
+
+def task_links(api, task: dict) -> dict[str, str | None]:
+    """The task's buttons as the UI asks Airflow's REST API for them."""
+    path = f"/dags/{task['dag_id']}/dagRuns/{task['dag_run_id']}/taskInstances/{task['task_id']}"
+    response = api.get(f"{path}/links", params={"map_index": task["map_index"]})
+    assert response.status_code == 200, response.text
+    return response.json()["extra_links"]
+
+
+def open_task_buttons(page: Page, stack, task: dict) -> Locator:
+    """The task instance's Details tab, where the UI shows its buttons; returns them."""
+    mapped = f"/mapped/{task['map_index']}" if task["map_index"] >= 0 else ""
+    run = f"{stack.airflow_url}/dags/{task['dag_id']}/runs/{task['dag_run_id']}"
+    page.goto(f"{run}/tasks/{task['task_id']}{mapped}/details")
+    expect(page.get_by_text("Extra Links", exact=True)).to_be_visible()
+    return page.get_by_role("link", name=re.compile(r"^(Data Docs|MLflow run|Wafer maps)$"))
+
+
+def icon_font_loaded(page: Page) -> bool:
+    """Font Awesome's solid face (the pass/fail icons) loaded: from the site, the only place
+    the offline browser can reach."""
+    return page.evaluate(
+        """document.fonts.ready.then(() => [...document.fonts].some(font =>
+            font.family.includes("Font Awesome 6 Free") && font.weight === "900"
+            && font.status === "loaded"))"""
+    )
+
+
+def check_data_docs(page: Page) -> None:
+    """From an ingest task's run page: its validation results, one frame's GX page, the index."""
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_have_text(re.compile(r"Validation of .* \(lot S0-L00\d\):\s+passed"))
+    file, lot = re.search(r"of (\S+\.stdf) \(lot (\S+)\)", heading.inner_text()).groups()
+    assert file == f"{PRODUCT}_{lot}.stdf"  # the landed file and its lot
+    expect(page.locator("tbody tr")).to_have_count(5)  # one row per validated frame ...
+    expect(page.locator("tbody tr .fa-check-circle.text-success")).to_have_count(5)  # all passed
+    assert icon_font_loaded(page)
+    shot(page, "06-data-docs-run")
+
+    page.get_by_role("link", name=f"{PRODUCT}.parts").click()
+    overview = page.locator("body")
+    expect(overview).to_contain_text(f"Data asset: {file} (lot {lot})")
+    expect(overview).to_contain_text("Status: Succeeded")
+    expect(page.locator(".fa-check-circle.text-success").first).to_be_visible()
+    assert icon_font_loaded(page)
+    shot(page, "07-data-docs-parts")
+
+    page.get_by_role("link", name="Home").click()  # the index: bootstrap-table lists results
+    search = page.get_by_placeholder("Search")  # ... and searches them, client-side
+    search.fill(file)
+    search.press("Enter")
+    expect(page.get_by_role("cell", name=f"{file} (lot {lot})")).to_have_count(5)
+    shot(page, "08-data-docs-index")
+
+
+def test_task_buttons_open_their_pages(stack, landed, browser_page):
+    page = browser_page
+    refused = refuse_requests_leaving_the_machine(page)
+    log_in(page, stack)
+
+    ingest = succeeded_task(landed, "stdf_ingest", "ingest")
+    links = task_links(landed, ingest)
+    buttons = open_task_buttons(page, stack, ingest)
+    expect(buttons).to_have_text(["Data Docs"])  # an ingest task has no training run
+    expect(buttons).to_have_attribute("href", links["Data Docs"])
+    shot(page, "05-ingest-task-buttons")
+    buttons.click()
+    page.wait_for_url(f"**{links['Data Docs']}")
+    check_data_docs(page)
+
+    register = succeeded_task(landed, "yield_training", "register")
+    links = task_links(landed, register)
+    mlflow_run = links["MLflow run"].rsplit("/", 1)[-1]
+    buttons = open_task_buttons(page, stack, register)
+    expect(buttons).to_have_text(["MLflow run", "Wafer maps"])
+    shot(page, "09-training-task-buttons")
+    with page.context.expect_page() as opened:  # MLflow is another site: a new tab
+        page.get_by_role("link", name="MLflow run").click()
+    mlflow = opened.value
+    expect(mlflow).to_have_title(re.compile(mlflow_run))
+    # the run the training task logged: named after the product and the Airflow run
+    name = f"{PRODUCT} {register['dag_run_id']}"
+    expect(mlflow.get_by_role("heading", name=name)).to_be_visible()
+    shot(mlflow, "10-mlflow-run")
+    mlflow.close()
+
+    page.get_by_role("link", name="Wafer maps").click()
+    page.wait_for_url(f"**{links['Wafer maps']}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(mlflow_run)
+    pictures = dict(page.evaluate("[...document.images].map(i => [i.alt, i.naturalWidth])"))
+    assert any(name.startswith("wafer_") for name in pictures), pictures
+    assert all(width > 0 for width in pictures.values()), pictures  # each one shows
+    shot(page, "11-wafer-maps")
+
+    ours = [(origin, url) for origin, url in refused if "/yieldops/" in origin]
+    assert not ours, f"our pages asked for resources off this machine: {ours}"

@@ -3,44 +3,16 @@ Airflow's REST API with a token from /auth/token), and a champion serves."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import httpx
-import pytest
+from tests.e2e.conftest import DAGS, first_success, runs
 
 from yieldops.demo.stack import MODEL
-from yieldops.demo.story import land_lots
-
-DAGS = ("stdf_ingest", "yield_training", "model_rollout")
-
-
-def _runs(api: httpx.Client, dag_id: str) -> list[dict]:
-    response = api.get(f"/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})
-    response.raise_for_status()
-    return response.json()["dag_runs"]
-
-
-def _first_success(api: httpx.Client, dag_id: str) -> dict | None:
-    return next((r for r in _runs(api, dag_id) if r["state"] == "success"), None)
 
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@pytest.fixture(scope="session")
-def landed(stack):
-    """Three baseline lots landed; returns the REST client once a rollout has succeeded."""
-    land_lots(stack, lots=3, wafers_per_lot=2, seed=0, drift=0.3)
-    api = stack.airflow()
-    deadline = time.monotonic() + 900
-    while _first_success(api, "model_rollout") is None:
-        failed = [r["dag_run_id"] for d in DAGS for r in _runs(api, d) if r["state"] == "failed"]
-        assert not failed, f"runs failed: {failed}; logs under {stack.home / 'logs'}"
-        assert time.monotonic() < deadline, "no successful model_rollout within 15 minutes"
-        time.sleep(5)
-    return api
 
 
 def _ingested_files(api: httpx.Client, run_id: str) -> int:
@@ -67,11 +39,11 @@ def _started_by(api: httpx.Client, dag_id: str, run: dict) -> set[tuple[str, str
 
 
 def test_the_three_dags_succeed_in_order(landed):
-    training, rollout = (_first_success(landed, d) for d in DAGS[1:])
+    training, rollout = (first_success(landed, d) for d in DAGS[1:])
     # Continuous ingest runs that found nothing end too: the ones that curated the lots.
     curated = {
         r["dag_run_id"]: (r, files)
-        for r in _runs(landed, "stdf_ingest")
+        for r in runs(landed, "stdf_ingest")
         if r["state"] == "success" and (files := _ingested_files(landed, r["dag_run_id"]))
     }
     assert sum(files for _, files in curated.values()) == 3

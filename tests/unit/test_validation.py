@@ -215,13 +215,66 @@ def test_data_docs_page_of_the_run(adc: Tables, tmp_path: Path) -> None:
     assert page is not None and page.is_file() and page.is_relative_to(tmp_path / "docs")
     text = page.read_text()
     assert "lot_one_file.stdf" in text
-    links = re.findall(r'href="([^"]+)"', text)
+    links = re.findall(r'<a href="([^"]+)"', text)
     assert len(links) == 5  # one GX page per validated frame
     for link in links:
         gx_page = (page.parent / link).resolve()
         assert gx_page.is_file()
         assert "lot_one_file.stdf" in gx_page.read_text()
     assert (tmp_path / "docs" / "index.html").is_file()
+
+
+# What a page makes the browser load: scripts, stylesheets, images, and in CSS fonts
+_LOADED = re.compile(
+    r'<script[^>]*\ssrc="([^"]+)"'
+    r'|<link rel="stylesheet"[^>]*\shref="([^"]+)"'
+    r'|<img[^>]*\ssrc="([^"]+)"'
+    r"""|url\(\s*['"]?([^'")]+)"""
+)
+
+
+def _loaded(file: Path) -> set[Path]:
+    """Every file ``file`` (an HTML page or a stylesheet) loads, and what those load;
+    fails on anything it would fetch from elsewhere."""
+    found = set()
+    for match in _LOADED.finditer(file.read_text(encoding="utf-8")):
+        reference = next(group for group in match.groups() if group).split("?")[0]
+        if reference.startswith("data:"):
+            continue
+        assert not re.match(r"([a-z]+:)?//", reference), f"{file} loads {reference}"
+        loaded = (file.parent / reference).resolve()
+        assert loaded.is_file(), f"{file} loads {reference}: not in the site"
+        found.add(loaded)
+        if loaded.suffix == ".css":
+            found |= _loaded(loaded)
+    return found
+
+
+def test_data_docs_need_no_internet_and_name_the_file_and_lot(adc: Tables, tmp_path: Path):
+    docs = tmp_path / "docs"
+    report = validate_tables(adc, ADC, docs_dir=docs, stdf_file="tester-1/adc.stdf")
+
+    gx_pages = sorted((docs / "validations").rglob("*.html"))
+    assert report.docs_page is not None and len(gx_pages) == 5
+    loaded = set()
+    for page in (report.docs_page, docs / "index.html", *gx_pages):
+        loaded |= _loaded(page)
+        assert "tester-1/adc.stdf (lot S0-L001)" in page.read_text(encoding="utf-8"), page
+    vendor = docs / "static" / "vendor"
+    names = {path.relative_to(vendor).as_posix() for path in loaded if path.is_relative_to(vendor)}
+    assert {
+        "jquery/jquery.min.js",
+        "bootstrap/css/bootstrap.min.css",
+        "bootstrap-table/bootstrap-table.min.js",  # the index's list of results
+        "fontawesome/css/all.min.css",  # the pass/fail icons ...
+        "fontawesome/webfonts/fa-solid-900.woff2",  # ... and their font
+        "vega/vega.min.js",
+    } <= names
+    # a second run adds its pages, and our assets are not copied again
+    ours = {path: path.stat().st_mtime_ns for path in loaded if path.is_relative_to(vendor)}
+    validate_tables(adc, ADC, docs_dir=docs, stdf_file="tester-1/adc-again.stdf")
+    assert {path: path.stat().st_mtime_ns for path in ours} == ours
+    assert "tester-1/adc-again.stdf (lot S0-L001)" in (docs / "index.html").read_text()
 
 
 def test_data_docs_keep_every_run(adc: Tables, tmp_path: Path) -> None:

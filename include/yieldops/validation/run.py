@@ -31,17 +31,20 @@ def validate_tables(
     *,
     docs_dir: Path | str | None = None,
     run_name: str = "",
+    stdf_file: str = "",
 ) -> ValidationReport:
     """Validate the curated tables of one STDF file against the product's suites.
 
     ``run_name`` names the run in Data Docs (default: the file's lot id). With
     ``docs_dir``, the run is added to the Data Docs site there and
-    ``docs_page`` is the run's page.
+    ``docs_page`` is the run's page; every page names ``stdf_file`` (the file's
+    landing key or name) and the lot.
     """
     frames = validation_frames(tables, product)
     suites = expectation_suites(product, tables["tests"])
+    lots = _lot_ids(tables["lots"])
     run_id = gx.RunIdentifier(
-        run_name=_safe_name(run_name or _lot_ids(tables["lots"])),
+        run_name=_safe_name(run_name or lots),
         run_time=datetime.datetime.now(datetime.timezone.utc),
     )
     context = _context()
@@ -51,7 +54,8 @@ def validate_tables(
     }
     page = None
     if docs_dir is not None:
-        page = publish(context.validation_results_store, Path(docs_dir), run_id)
+        subject = f"{stdf_file} (lot {lots})" if stdf_file else f"lot {lots}"
+        page = publish(context.validation_results_store, Path(docs_dir), run_id, subject)
     return ValidationReport(
         success=all(result.success for result in results.values()),
         failures=[
@@ -94,7 +98,7 @@ def _validate(
 
 def _lot_ids(lots: pa.Table) -> str:
     ids = lots.column("lot_id").to_pylist() if "lot_id" in lots.column_names else []
-    return "+".join(str(i) for i in ids if i) or "stdf"
+    return "+".join(str(i) for i in ids if i) or "unknown"
 
 
 def _safe_name(name: str) -> str:
