@@ -1,4 +1,5 @@
-"""Shadow scoring's cost to the caller: gateway latency and throughput, mode off vs shadow.
+"""Shadow scoring's cost to the caller: gateway latency and throughput, mode off vs shadow;
+and how fast a rollback takes effect, beside a routing change that loads a model.
 
 Real models: synthetic PMIC lots (``yieldops.synth``) curated to Parquet, two pipelines of
 the product's model spec trained on the first lot and on the first two, registered in a
@@ -8,6 +9,10 @@ local MLflow store. A real gateway (``python -m yieldops.serving``) serves them 
 answered) with routing mode ``off`` and ``shadow`` in alternating rounds (ABBA order), so
 drifting machine noise hits both alike. After a shadow round the gateway's shadow backlog
 is drained before the next round starts, so no round pays for another's copies.
+
+Then ``--rollbacks`` times over: v2 is routed in shadow (loaded from MLflow again: a
+rollback unloads it) and rolled back (the champion stays loaded); the admin calls' round
+trips, and the switch the gateway reports (``took_ms``), side by side.
 
     python benchmarks/bench_gateway.py                 # about a minute
     python benchmarks/bench_gateway.py --rounds 12 --requests 500 --batch-sizes 1 20 100
@@ -226,6 +231,25 @@ def run_rounds(client, traffic, args) -> tuple[dict[tuple[int, str], Sample], fl
     return samples, shadow_gauges(client)[1] - dropped_at_start
 
 
+def measure_rollbacks(client: httpx.Client, times: int) -> dict[str, list[float]]:
+    """Milliseconds of each routing change, ``times`` times after a warm-up: routing v2 in
+    shadow (a model load), the rollback round trip, and the switch the gateway reports."""
+    measured: dict[str, list[float]] = defaultdict(list)
+    for attempt in range(times + 1):
+        started = time.perf_counter()
+        set_mode(client, "shadow")
+        loaded = (time.perf_counter() - started) * 1000.0
+        started = time.perf_counter()
+        response = client.post("/v1/routing/rollback")
+        response.raise_for_status()
+        rolled_back = (time.perf_counter() - started) * 1000.0
+        if attempt:  # the first spawns the mirror workers too
+            measured["route v2 in shadow (loads it)"].append(loaded)
+            measured["rollback, round trip"].append(rolled_back)
+            measured["rollback, gateway's switch (took_ms)"].append(response.json()["took_ms"])
+    return measured
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -260,6 +284,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per round, mode and batch")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--rate", type=float, default=0, help="requests/s; 0: back to back")
+    parser.add_argument("--rollbacks", type=int, default=10, help="shadow/rollback pairs timed")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="yieldops-bench-gateway-"))
@@ -277,6 +302,7 @@ def main() -> None:
             started = time.perf_counter()
             samples, dropped = run_rounds(client, traffic, args)
             seconds = time.perf_counter() - started
+            changes = measure_rollbacks(client, args.rollbacks)
         pace = f"{args.rate:g} requests/s" if args.rate > 0 else "back to back"
         print(
             f"gateway pid {process.pid} on {url}: champion v1, challenger v2 "
@@ -287,7 +313,10 @@ def main() -> None:
         )
         print_table(samples, args.batch_sizes)
         shadowed = sum(samples[b, "shadow"].dies for b in args.batch_sizes)
-        print(f"\nshadow: {shadowed} dies mirrored to v2, {dropped:.0f} of them dropped (backlog)")
+        print(f"\nshadow: {shadowed} dies mirrored to v2, {dropped:.0f} of them dropped")
+        print(f"\nrouting changes, {args.rollbacks} of each, ms: {'p50':>8} {'max':>8}")
+        for change, ms in changes.items():
+            print(f"  {change:38} {np.median(ms):8.2f} {max(ms):8.2f}")
     except Exception:
         if log_path.exists():
             print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import threading
 import time
@@ -55,29 +56,47 @@ class Broken:
         raise RuntimeError("challenger exploded")
 
 
-class OpenMPThreadsNoted:
-    """A real pipeline that notes, in a file, which process called it and how many OpenMP
-    threads the call may use (the mirror worker's calls happen in another process)."""
+class Wrapped:
+    """A real pipeline, loaded as itself, plus a file that the gateway's process, its mirror
+    worker and the test all see."""
 
-    def __init__(self, model, notes: Path) -> None:
+    def __init__(self, model, path: Path) -> None:
         self.model = model
-        self.notes = notes
+        self.path = path
         self.feature_names_in_ = model.feature_names_in_
         self.classes_ = model.classes_
+
+
+class OpenMPThreadsNoted(Wrapped):
+    """Notes, in its file, which process called it and how many OpenMP threads the call
+    may use (the mirror worker's calls happen in another process)."""
 
     def predict_proba(self, frame):
         from threadpoolctl import threadpool_info
 
         threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
-        with self.notes.open("a") as notes:
+        with self.path.open("a") as notes:
             notes.writelines(f"{os.getpid()} {n}\n" for n in threads)
         return self.model.predict_proba(frame)
 
     def noted(self) -> list[tuple[int, int]]:
         """(process id, OpenMP threads) of every call so far."""
-        if not self.notes.exists():
+        if not self.path.exists():
             return []
-        return [tuple(map(int, line.split())) for line in self.notes.read_text().splitlines()]
+        return [tuple(map(int, line.split())) for line in self.path.read_text().splitlines()]
+
+
+class Gated(Wrapped):
+    """Predicts once its file exists: the mirror worker scoring a copy with it holds that
+    copy until then, so the backlog stays full."""
+
+    def predict_proba(self, frame):
+        deadline = time.monotonic() + 60
+        while not self.path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.path} was never created")
+            time.sleep(0.01)
+        return self.model.predict_proba(frame)
 
 
 @pytest.fixture(scope="module")
@@ -360,21 +379,36 @@ def test_routing_survives_a_restart(settings, loader):
         assert sorted(routing["loaded"]) == [CHAMPION, CHALLENGER]
 
 
-def test_rollback_is_immediate(settings, loader):
+def test_rollback_needs_nothing_loaded_and_holds_from_the_next_request(settings, models, tmp_path):
+    """The champion stays loaded while a challenger is live, so rolling back loads nothing
+    (here the registry is down by then) and the next request is the champion's."""
+    registry_down = tmp_path / "registry-down"
+    loader = functools.partial(load_unless, registry_down, models)
     with serve(settings, loader) as (client, _):
         change = {"challenger": CHALLENGER, "mode": "bluegreen", "live": "challenger"}
         assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
         assert (
             client.post("/v1/predict", json=die(1)).json()["predictions"][0]["role"] == "challenger"
         )
-        started = time.perf_counter()
+        registry_down.touch()
         done = client.post("/v1/routing/rollback", headers=ADMIN)
-        took = time.perf_counter() - started
         assert done.status_code == 200, done.text
         assert done.json()["mode"] == "off" and done.json()["challenger"] is None
-        assert took < 1.0
         answer = client.post("/v1/predict", json=die(1)).json()["predictions"][0]
         assert (answer["role"], answer["version"]) == ("champion", CHAMPION)
+        assert client.get("/v1/routing").json()["loaded"] == [CHAMPION]
+        # Taking the challenger back needs the registry: refused, the champion keeps serving.
+        back = {"challenger": CHALLENGER, "mode": "shadow"}
+        again = client.put("/v1/routing", json=back, headers=ADMIN)
+        assert again.status_code == 409 and "registry down" in again.text
+        assert client.get("/v1/routing").json()["mode"] == "off"
+
+
+def load_unless(down: Path, models: dict[int, object], version: int):
+    """``load_from``, failing while the file ``down`` exists (a registry outage)."""
+    if down.exists():
+        raise ConnectionError(f"registry down: cannot load version {version}")
+    return load_from(models, version)
 
 
 def test_routing_change_under_concurrent_load_fails_nothing(settings, loader):
@@ -403,26 +437,21 @@ def test_routing_change_under_concurrent_load_fails_nothing(settings, loader):
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(worker, n) for n in range(8)]
-            deadline = time.monotonic() + 10
-            while len(statuses) < 20 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            before = len(statuses)
-            # SLOW takes 0.3 s to load: requests keep flowing on the old table meanwhile.
-            change = {"challenger": SLOW, "mode": "canary", "weight": 50}
-            assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
-            time.sleep(0.2)  # canary traffic
-            assert (
-                client.put("/v1/routing", json={"mode": "shadow"}, headers=ADMIN).status_code == 200
-            )
-            assert client.post("/v1/routing/rollback", headers=ADMIN).status_code == 200
-            during = len(statuses) - before
-            changed.set()
+            try:
+                _until(lambda: len(statuses) >= 20)  # the load flows
+                # SLOW takes 0.3 s to load: requests keep flowing on the old table meanwhile.
+                change = {"challenger": SLOW, "mode": "canary", "weight": 50}
+                assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+                _until(lambda: roles["challenger"] > 0)  # the canary answers some dies
+                shadow = client.put("/v1/routing", json={"mode": "shadow"}, headers=ADMIN)
+                assert shadow.status_code == 200
+                assert client.post("/v1/routing/rollback", headers=ADMIN).status_code == 200
+            finally:
+                changed.set()
             for f in futures:
                 f.result()
         total = len(statuses)
         assert set(statuses) == {200}, Counter(statuses)
-        assert before >= 20 and during > 0, (before, during)  # the changes landed mid-load
-        assert roles["challenger"] > 0
         text = client.get("/metrics").text
         metrics = _samples(text)
         assert metrics["requests_total", (("outcome", "ok"),)] == total
@@ -438,6 +467,87 @@ def test_routing_change_under_concurrent_load_fails_nothing(settings, loader):
             > 0
         )
         assert "latency_seconds_bucket" in text
+
+
+def test_metrics_show_the_routing_in_force(settings, loader):
+    with serve(settings, loader) as (client, _):
+        assert _routing_metrics(client) == (
+            {"mode": "off", "champion": "1", "challenger": "", "live": "champion"},
+            0,
+        )
+        change = {"challenger": CHALLENGER, "mode": "canary", "weight": 30}
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        assert _routing_metrics(client) == (
+            {"mode": "canary", "champion": "1", "challenger": "2", "live": "champion"},
+            30,
+        )
+        change = {"mode": "bluegreen", "live": "challenger", "weight": 0}
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        assert _routing_metrics(client)[0]["live"] == "challenger"
+        assert client.post("/v1/routing/rollback", headers=ADMIN).status_code == 200
+        assert _routing_metrics(client) == (
+            {"mode": "off", "champion": "1", "challenger": "", "live": "champion"},
+            0,
+        )
+
+
+def _routing_metrics(client) -> tuple[dict[str, str], float]:
+    """The labels of the one routing_info series, and the routing weight, from /metrics."""
+    samples = _samples(client.get("/metrics").text)
+    [labels] = [dict(labels) for name, labels in samples if name == "routing_info"]
+    return labels, samples["routing_weight", ()]
+
+
+def test_dropped_copies_are_counted_by_reason_and_logged(settings, models, tmp_path, caplog):
+    """With room for one request's copies, the mirror worker holding the first (its model
+    waits for a gate), the next requests' copies are dropped: counted, logged once, and
+    mirroring resumes once the worker has caught up."""
+    gate = tmp_path / "gate"
+    gated = {CHAMPION: models[CHAMPION], CHALLENGER: Gated(models[CHALLENGER], gate)}
+    loader = functools.partial(load_from, gated)
+    caplog.set_level(logging.WARNING, logger="yieldops.serving.mirror")
+    with serve(replace(settings, mirror_max_pending=1), loader) as (client, gateway):
+        change = {"challenger": CHALLENGER, "mode": "shadow"}
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        for i in range(0, 6, 2):
+            assert client.post("/v1/predict", json=[die(i), die(i + 1)]).status_code == 200
+        # Copies are handed over after the answers: the two past the first are dropped.
+        _until(lambda: _dropped(client)["backlog"] == 4)
+        gate.touch()
+        _wait_shadow(gateway)
+        assert client.post("/v1/predict", json=[die(6), die(7)]).status_code == 200
+        _wait_shadow(gateway)
+        dropped, samples = _dropped(client), _samples(client.get("/metrics").text)
+        copies = gateway.prediction_log.rows(served=False)
+    assert dropped == {"backlog": 4, "no_workers": 0, "not_loaded": 0}
+    shadow = (("path", "shadow"), ("role", "challenger"), ("version", str(CHALLENGER)))
+    assert samples["predictions_total", shadow] == len(copies) == 4
+    assert sorted(r["die_key"] for r in copies) == sorted(die_key(die(i)) for i in (0, 1, 6, 7))
+    warnings = [r.getMessage() for r in caplog.records if r.name == "yieldops.serving.mirror"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("dropping mirrored copies (backlog)")
+    assert "mirroring again" in warnings[1] and "4 dies" in warnings[1]
+
+
+def _dropped(client) -> dict[str, float]:
+    samples = _samples(client.get("/metrics").text)
+    return {
+        dict(labels)["reason"]: value
+        for (name, labels), value in samples.items()
+        if name == "shadow_dropped_total"
+    }
+
+
+def _until(probe, timeout: float = 30.0) -> None:
+    """Until ``probe()`` is true; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+def die_key(record: dict) -> str:
+    return f"{record['lot_id']}:{record['wafer_id']}:{record['x']}:{record['y']}"
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:

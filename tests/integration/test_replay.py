@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,23 @@ def test_records_are_json_with_nan_as_null():
     assert json.loads(text)[0]["x"] == int(frame.loc[0, "x"])
 
 
+class SimulatedClock:
+    """A monotonic clock that moves only when the replayer sleeps (answers take no time):
+    the schedule the replayer keeps is then exact, whatever the machine is doing."""
+
+    def __init__(self, stop: threading.Event | None = None, stop_at: float = math.inf) -> None:
+        self.now = 0.0
+        self.stop, self.stop_at = stop, stop_at
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.stop is not None and self.now >= self.stop_at:
+            self.stop.set()
+
+
 def test_replay_paced_with_nan_and_looping(tmp_path, model):
     frame = _frame(7, seed=1)
     frame.loc[::2, "test_101"] = np.nan  # imputed by the model
@@ -91,21 +109,36 @@ def test_replay_paced_with_nan_and_looping(tmp_path, model):
         report = replay(url, frame, FEATURES, rate_per_s=rate, limit=n)
         assert _ok_requests(gateway) == n  # more than the rows: looped over the frame
     assert (report.sent, report.ok, report.failed, report.requests) == (n, n, 0, n)
-    assert report.seconds >= (n - 1) / rate - 0.01
-    assert report.seconds < (n - 1) / rate + 2.0
+    # On the real clock: no request left before its slot k / rate, and none overtook another.
+    assert len(report.sent_at_s) == n and report.sent_at_s == sorted(report.sent_at_s)
+    assert all(at >= k / rate for k, at in enumerate(report.sent_at_s))
     assert len(report.latencies_ms) == n and report.p50_ms <= report.p95_ms
     assert report.to_dict()["errors"] == {}
 
 
+def test_replay_keeps_its_schedule(tmp_path, model):
+    clock = SimulatedClock()
+    with serve(tmp_path, model) as (url, _):
+        report = replay(
+            url, _frame(7), FEATURES, rate_per_s=40, limit=12, clock=clock, sleep=clock.sleep
+        )
+    assert report.sent_at_s == pytest.approx([k / 40 for k in range(12)])
+    assert report.seconds == pytest.approx(11 / 40) and report.ok == 12
+
+
 def test_replay_batches_and_duration(tmp_path, model):
     frame = _frame(50, seed=2)
+    clock = SimulatedClock()
     with serve(tmp_path, model) as (url, _):
         limited = replay(url, frame, FEATURES, rate_per_s=200, batch_size=4, limit=10)
-        timed = replay(url, frame, FEATURES, rate_per_s=40, batch_size=2, duration_s=0.5)
+        timed = replay(
+            url, frame, FEATURES, rate_per_s=40, batch_size=2, duration_s=0.5,
+            clock=clock, sleep=clock.sleep,
+        )  # fmt: skip
     assert (limited.sent, limited.ok, limited.requests) == (10, 10, 3)  # 4 + 4 + 2
-    # requests leave at 0, 0.05, ... 0.45 s: ten of them, none at or after 0.5 s
+    # a request of 2 dies every 0.05 s: ten of them, at 0 ... 0.45 s, none at or after 0.5 s
+    assert timed.sent_at_s == pytest.approx([k * 0.05 for k in range(10)])
     assert timed.requests == 10 and timed.ok == timed.sent == 20
-    assert 0.45 - 0.01 <= timed.seconds < 2.0
 
 
 def test_stopped_gateway_counts_failures(tmp_path, model):
@@ -120,9 +153,32 @@ def test_stopped_gateway_counts_failures(tmp_path, model):
 
 def test_stop_event_ends_an_open_replay(tmp_path, model):
     stop = threading.Event()
+    clock = SimulatedClock(stop, stop_at=0.3)
     with serve(tmp_path, model) as (url, _):
-        timer = threading.Timer(0.3, stop.set)
-        timer.start()  # replay starts a little after the timer
-        report = replay(url, _frame(5), FEATURES, rate_per_s=20, stop=stop)
-        timer.join()
-    assert 0.15 <= report.seconds < 1.5 and report.failed == 0 and 4 <= report.sent <= 8
+        report = replay(
+            url, _frame(5), FEATURES, rate_per_s=20, stop=stop, clock=clock, sleep=clock.sleep
+        )
+    # requests at 0, 0.05, ... 0.25 s; stopped while waiting for the one at 0.3 s
+    assert report.sent_at_s == pytest.approx([k * 0.05 for k in range(6)])
+    assert (report.sent, report.ok, report.failed) == (6, 6, 0)
+
+
+def test_stop_event_wakes_a_waiting_replay(tmp_path, model):
+    """On the real clock, ``stop`` ends the wait for the next slot at once: set while the
+    replayer waits an hour for its second request, the replay returns with one."""
+    stop = threading.Event()
+    with serve(tmp_path, model) as (url, gateway):
+        stopper = threading.Thread(target=_stop_after_first_request, args=(gateway, stop))
+        stopper.start()
+        try:
+            report = replay(url, _frame(5), FEATURES, rate_per_s=1 / 3600, stop=stop)
+        finally:
+            stop.set()
+            stopper.join()
+    assert (report.sent, report.ok, report.requests) == (1, 1, 1)
+
+
+def _stop_after_first_request(gateway, stop: threading.Event) -> None:
+    while not _ok_requests(gateway) and not stop.wait(0.01):
+        pass
+    stop.set()

@@ -13,9 +13,13 @@ from yieldops.demo.production import EVENTS_ONLY, POSTGRES_URL, REDIS_URL
 # Short enough for a test, and nothing starts an ingest run but S3 events.
 TEST_SETTINGS = {
     **EVENTS_ONLY,
-    # A worker's task without heartbeat for this long is failed (and retried).
+    # A lost worker's tasks, sooner than in production (LOST_WORKER_SETTINGS): one it was
+    # running fails after this long without heartbeat (and is retried) ...
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    # ... one it had taken but not started is queued again after this long queued.
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
     # A rollout's skipped steps are a chain: one task further per scheduler loop.
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
     "YIELDOPS_ROLLOUT_STEP_SECONDS": "5",

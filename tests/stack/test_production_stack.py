@@ -1,27 +1,37 @@
 """The production configuration end to end, seen through Airflow's REST API: files land on
 S3, their notifications start stdf_ingest through SQS, two Celery workers share the mapped
 ingests, yield_training and model_rollout follow; then a worker dies in the middle of an
-ingest, and every file is still ingested exactly once."""
+ingest, and another dies holding tasks it never started: every file is still ingested
+exactly once."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections import Counter
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from tests.e2e.test_pipeline import _first_success, _started_by
+from tests.e2e.conftest import first_success
+from tests.e2e.test_pipeline import _started_by
 
+from yieldops.demo.processes import descendants
 from yieldops.demo.production import (
+    ProductionStack,
     follow_pipeline,
     ingest_batch,
     set_paused,
     synthetic_files,
+    wait_ingested,
 )
 
 BATCH = 20  # files, one small lot each
 FAULT_BATCH = 4  # lots of two wafers: an ingest runs long enough to be caught running
+# The scheduler's event when it queues again a task queued longer than task_queued_timeout.
+REQUEUED = "stuck in queued reschedule"
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +56,9 @@ def test_a_batch_runs_through_the_three_dags_on_s3_events(stack, api, first_batc
             assert event["uri"].rstrip("/") == stack.landing_url, event
             assert event["extra"]["from_trigger"], event
 
-    training = _first_success(api, "yield_training")
+    training = first_success(api, "yield_training")
     assert _started_by(api, "yield_training", training) <= {("stdf_ingest", r) for r in ingest_runs}
-    rollout = _first_success(api, "model_rollout")
+    rollout = first_success(api, "model_rollout")
     assert _started_by(api, "model_rollout", rollout) == {
         ("yield_training", training["dag_run_id"])
     }
@@ -90,6 +100,77 @@ def test_a_killed_worker_s_ingest_is_retried_on_the_other_worker(stack, api, fir
         set_paused(stack, ["yield_training"], False)
 
 
+def test_tasks_a_lost_worker_took_but_never_started_are_queued_again(stack, api, first_batch):
+    """A worker takes tasks from the broker and dies before any of them starts (its task
+    processes frozen, then the worker killed): Airflow still sees them queued and Redis keeps
+    their messages unacknowledged. The scheduler queues them again after
+    ``task_queued_timeout`` and the other worker runs them."""
+    for name in stack.worker_names:  # the test before killed one
+        if stack.worker(name).running_process() is None:
+            stack.restart_worker(name)
+    victim, survivor = stack.worker_names
+    set_paused(stack, ["yield_training"], True)
+    try:
+        _freeze_task_processes(stack, victim)
+        keys = stack.land(synthetic_files(stack, FAULT_BATCH, first_lot=BATCH + FAULT_BATCH))
+        held = _until(lambda: _held_by(stack, victim), timeout=180)
+        stack.worker(victim).kill()
+        runs = {run_id for run_id, _, _ in held}
+        for run_id in runs:
+            assert _wait_finished(api, run_id, timeout=240)["state"] == "success"
+        for run_id, task_id, map_index in held:
+            path = f"/dags/stdf_ingest/dagRuns/{run_id}/taskInstances/{task_id}"
+            ti = _get(api, f"{path}/{map_index}" if map_index >= 0 else path)
+            assert (ti["state"], ti["hostname"]) == ("success", survivor), ti
+        requeued = {
+            (e["run_id"], e["task_id"], e["map_index"])
+            for e in _get(api, "/eventLogs", dag_id="stdf_ingest", event=REQUEUED, limit=1000)[
+                "event_logs"
+            ]
+            if e["run_id"] in runs
+        }
+        assert held <= requeued, (held, requeued)
+        wait_ingested(stack, keys, timeout=240)
+        _assert_exactly_once(stack, api, _landed(stack))
+    finally:
+        set_paused(stack, ["yield_training"], False)
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def _freeze_task_processes(stack: ProductionStack, worker: str) -> None:
+    """SIGSTOP the worker's pool processes: the worker still takes tasks from the broker,
+    but none of them starts (none reports running), as if it died right after taking them."""
+    for pid in descendants(stack.worker(worker).running_process().pid):
+        os.kill(pid, signal.SIGSTOP)
+
+
+def _held_by(stack: ProductionStack, worker: str) -> set[tuple[str, str, int]]:
+    """(run id, task id, map index) of the Airflow tasks whose Celery messages ``worker``
+    has taken (reserved or executing), asked through Celery's remote control."""
+    from celery import Celery
+
+    app = Celery(broker=stack.redis_url)
+    try:
+        inspect = app.control.inspect(destination=[stack.worker_node(worker)], timeout=5)
+        requests = [r for found in (inspect.reserved(), inspect.active()) for r in
+                    (found or {}).get(stack.worker_node(worker), [])]  # fmt: skip
+    finally:
+        app.close()
+    workloads = [json.loads(request["args"][0]) for request in requests]
+    return {(w["ti"]["run_id"], w["ti"]["task_id"], w["ti"]["map_index"]) for w in workloads}
+
+
+def _until(probe, timeout: float):
+    """The first truthy answer of ``probe()``, polled for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"nothing within {timeout:.0f} s"
+        time.sleep(0.5)
+    return found
+
+
 # -- what the tests read ---------------------------------------------------------------------
 
 
@@ -109,6 +190,15 @@ def _assert_exactly_once(stack, api, keys: list[str]) -> None:
     rows_per_file = parts.groupby("file", observed=True).size().to_dict()
     assert rows_per_file == {o["sha256"]: o["parts"] for o in outcomes}
     assert set(rows_per_file) == {e.sha256 for e in entries}
+
+
+def _landed(stack) -> list[str]:
+    """The landing key of every file landed so far."""
+    from yieldops.demo.production import LANDING_BUCKET, LANDING_PREFIX
+
+    s3 = stack.aws("s3")
+    listing = s3.list_objects_v2(Bucket=LANDING_BUCKET, Prefix=f"{LANDING_PREFIX}/")
+    return [item["Key"].removeprefix(f"{LANDING_PREFIX}/") for item in listing["Contents"]]
 
 
 def _ledger_entries(stack, keys: list[str]) -> list:

@@ -513,6 +513,20 @@ def test_celery_executor_with_redis_and_postgres():
     assert backend.path == metadata.path == "/" + environment(services()["postgres"])["POSTGRES_DB"]
 
 
+def test_lost_workers_come_back_as_in_the_local_stack():
+    """The timeouts that bound how soon a dead worker's tasks run again are the ones the
+    local production stack runs with (and its stack test kills workers under), and no more
+    tasks are queued than the workers have slots (a task waiting its turn is never caught
+    by the queued timeout)."""
+    from yieldops.demo.production import LOST_WORKER_SETTINGS
+
+    env = common_env()
+    assert {key: env.get(key) for key in LOST_WORKER_SETTINGS} == LOST_WORKER_SETTINGS
+    replicas = services()[service_by_command("celery worker")].get("deploy", {}).get("replicas", 1)
+    slots = replicas * int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) == slots
+
+
 def test_execution_api_points_at_the_api_server():
     url = urlsplit(common_env()["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     api_server = service_by_command("api-server")

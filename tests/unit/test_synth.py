@@ -420,8 +420,12 @@ def test_the_first_failing_label_test_decides_the_bin(adc_lot: Lot) -> None:
             assert (wafer.hard_bin[die], wafer.soft_bin[die]) == expected
 
 
-def test_generating_and_writing_three_lots_is_fast(tmp_path: Path) -> None:
-    started = time.perf_counter()
-    paths = synthesize(tmp_path, lots=3, wafers_per_lot=2, seed=0)
-    assert time.perf_counter() - started < 10
-    assert len(paths) == 3
+def test_the_default_batch_is_three_lots_of_two_wafers(tmp_path: Path) -> None:
+    """What `yieldops synth` lands when given no sizes (its speed: benchmarks/bench_synth.py)."""
+    from yieldops.stdf import read_tables
+
+    tables = [read_tables(path) for path in synthesize(tmp_path, seed=0)]
+    assert [t["lots"]["lot_id"].to_pylist() for t in tables] == [
+        ["S0-L001"], ["S0-L002"], ["S0-L003"],
+    ]  # fmt: skip
+    assert [t["wafers"].num_rows for t in tables] == [2, 2, 2]

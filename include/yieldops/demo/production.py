@@ -67,6 +67,18 @@ WORKER_PRELOAD = [
     # yieldops_plugin builds its FastAPI app on import, in every task process too
     "airflow.api_fastapi.core_api.security",
 ]
+# A lost worker's tasks run again within about 5.5 minutes (README, "Lost workers"). One
+# it was running fails once its heartbeat has been missing for 300 s, then is retried. One
+# it had taken from the broker but not started stays queued: the message is unacknowledged
+# and Redis redelivers it only after Airflow's visibility timeout (24 h), so the scheduler
+# queues it again after 300 s queued. Parallelism equals the workers' task slots, so no
+# task waits that long for a free slot. docker-compose.yaml sets the same (test_compose).
+LOST_WORKER_SETTINGS = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "10",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "30",
+}
 # Ingest runs started by S3 events only: the sweep's schedule (29 February) has no time
 # between the DAG's start date and the next leap day, so catchup-off adds no run at start.
 EVENTS_ONLY = {"YIELDOPS_SWEEP_CRON": "0 0 29 2 *"}
@@ -178,6 +190,8 @@ class ProductionStack(DemoStack):
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "AIRFLOW__CORE__PARALLELISM": str(self.workers * self.worker_concurrency),
+            **LOST_WORKER_SETTINGS,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__WORKERS": "1",
             # Shared by every component: tokens the API server signs, workers present.
@@ -220,8 +234,12 @@ class ProductionStack(DemoStack):
             *(self.worker_service(name) for name in self.worker_names),
         ]  # fmt: skip
 
+    def worker_node(self, name: str) -> str:
+        """The Celery node name of worker ``name`` (what Celery's remote control addresses)."""
+        return f"{name}@{socket.gethostname()}"
+
     def worker_service(self, name: str) -> Service:
-        node = f"{name}@{socket.gethostname()}"
+        node = self.worker_node(name)
         return Service(
             name,
             _airflow("celery", "worker", "--celery-hostname", node, "--skip-serve-logs",
@@ -461,7 +479,7 @@ def ingest_batch(
     """Land ``paths`` and wait until the ledger has finished every one of them."""
     landed_at = datetime.now(timezone.utc)
     keys = stack.land(paths)
-    entries = _wait_finished(stack, keys, timeout)
+    entries = wait_ingested(stack, keys, timeout)
     result = BatchResult(
         files=len(keys),
         landed_at=landed_at,
@@ -472,7 +490,7 @@ def ingest_batch(
     return keys, result
 
 
-def _wait_finished(stack: ProductionStack, keys: Sequence[str], timeout: float) -> list[Any]:
+def wait_ingested(stack: ProductionStack, keys: Sequence[str], timeout: float) -> list[Any]:
     """The ledger entries of ``keys`` once each is curated or quarantined."""
     from yieldops.landing.ledger import FINAL
 

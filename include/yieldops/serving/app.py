@@ -14,8 +14,9 @@ Mirroring: in modes shadow, canary and bluegreen every die is scored by both ver
 so the rollout analysis compares them on the same dies. The version the routing picks
 answers (a served row in the prediction log); the other scores a copy in a worker process
 (:mod:`.mirror`; an unserved row, same request id and die key). The copy is handed over
-once the answer is sent, never awaited and never raising; past a bounded backlog it is
-dropped and its dies are counted.
+once the answer is sent, never awaited and never raising; past a bounded backlog
+(``mirror_max_pending``) it is dropped, its dies are counted by reason and the gateway logs
+when dropping starts and ends.
 
 Fallback: a challenger that fails on the dies it should answer never fails the caller. Its
 error rows are logged and the champion answers those dies instead (counted, not mirrored
@@ -149,6 +150,7 @@ class Gateway:
                 await self.mirror.start()
             await asyncio.to_thread(save_routing, self.settings.routing_path, routing)
             self.current = Serving(routing, models)
+            self.metrics.routing(routing)
             self.load_error = None
             log.info("routing now %s", routing.to_dict())
             return routing

@@ -1,4 +1,5 @@
-"""Gateway metrics for Prometheus: requests, predictions, errors, latency and fallbacks.
+"""Gateway metrics for Prometheus: requests, predictions, errors, latency and fallbacks;
+the routing table in force; mirrored copies waiting and dropped.
 
 Predictions, errors and latency are labelled by model version, role and path
 (``served``: answered to the caller; ``shadow``: a mirrored copy, either role). Each app
@@ -9,12 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client.exposition import generate_latest
+
+from .routing import Routing
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BY_MODEL = ("version", "role", "path")
+# Why a mirrored copy was not scored: the workers already hold ``mirror_max_pending``
+# requests; no worker takes copies (not started, or gone); the worker cannot load the version.
+DROP_REASONS = ("backlog", "no_workers", "not_loaded")
 
 
 class Metrics:
@@ -28,8 +41,11 @@ class Metrics:
         self._predictions = counter("predictions", "Dies scored, by model version, role and path.")
         self._errors = counter("errors", "Dies whose scoring failed, by model version, role, path.")
         self._shadow_dropped = counter(
-            "shadow_dropped", "Dies whose mirrored copy was dropped, not scored.", ()
-        )
+            "shadow_dropped", "Dies whose mirrored copy was dropped, not scored, by reason.",
+            ("reason",),
+        )  # fmt: skip
+        for reason in DROP_REASONS:  # at 0 from the start, so increase() and alerts see them
+            self._shadow_dropped.labels(reason)
         self._shadow_backlog = Gauge(
             f"{prefix}_shadow_backlog",
             "Requests whose mirrored copies are handed to the workers, not scored yet.",
@@ -39,6 +55,17 @@ class Metrics:
             "fallbacks",
             "Dies the challenger failed on and the champion answered, by challenger version.",
             ("version",),
+        )
+        self._routing = Info(
+            f"{prefix}_routing",
+            "The routing table in force: mode, champion, challenger ('' when none), live.",
+            registry=self.registry,
+        )
+        self._routing_weight = Gauge(
+            f"{prefix}_routing_weight",
+            "Canary weight of the routing table: percent of die keys the challenger answers "
+            "in mode canary.",
+            registry=self.registry,
         )
         self._latency = Histogram(
             f"{prefix}_latency_seconds",
@@ -60,8 +87,21 @@ class Metrics:
     def request(self, outcome: str) -> None:
         self._requests.labels(outcome).inc()
 
-    def shadow_dropped(self, dies: int) -> None:
-        self._shadow_dropped.inc(dies)
+    def shadow_dropped(self, reason: str, dies: int) -> None:
+        self._shadow_dropped.labels(reason).inc(dies)
+
+    def routing(self, routing: Routing) -> None:
+        """The table now in force (one series: the previous table's labels are replaced)."""
+        challenger = "" if routing.challenger is None else str(routing.challenger)
+        self._routing.info(
+            {
+                "mode": routing.mode,
+                "champion": str(routing.champion),
+                "challenger": challenger,
+                "live": routing.live,
+            }
+        )
+        self._routing_weight.set(routing.weight)
 
     def track_shadow_backlog(self, backlog: Callable[[], int]) -> None:
         """Read at each scrape, so handing a copy over costs no metric update."""

@@ -11,8 +11,10 @@ prediction log itself and reports back only counts and timings, which the event 
 turns into metrics.
 
 Handing over never blocks: past ``mirror_max_pending`` requests not yet reported, a copy
-is dropped and its dies are counted. A copy whose version the worker cannot load is
-dropped and counted as well: no row claims that version scored dies it never saw.
+is dropped and its dies are counted (``yieldops_gateway_shadow_dropped_total``, by reason),
+and the gateway logs a warning when it starts dropping and when it mirrors again. A copy
+whose version the worker cannot load is dropped and counted as well: no row claims that
+version scored dies it never saw.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class MirrorPool:
         self._workers: list[BaseProcess] = []
         self._locks: tuple[Any, ...] = ()
         self.backlog = 0  # requests handed over whose copies are not reported yet
+        self._dropping = 0  # dies dropped since copies were last handed over
         metrics.track_shadow_backlog(lambda: self.backlog)
 
     async def start(self) -> None:
@@ -183,14 +186,33 @@ class MirrorPool:
         return workers
 
     async def submit(self, copy: Copy) -> None:
-        """Hand ``copy`` to the workers, or drop it and count its dies when too many are
-        waiting. Never blocks: a full pipe keeps the rest in the event loop's buffer."""
+        """Hand ``copy`` to the workers, or drop it and count its dies when no worker takes
+        copies or too many are waiting. Never blocks: a full pipe keeps the rest in the
+        event loop's buffer."""
         pipe = self._copies
-        if pipe is None or pipe.is_closing() or self.backlog >= self._settings.mirror_max_pending:
-            self._metrics.shadow_dropped(copy.dies)
-            return
-        self.backlog += 1
-        pipe.write(frame(copy))
+        if pipe is None or pipe.is_closing():
+            self._drop(copy, "no_workers")
+        elif self.backlog >= self._settings.mirror_max_pending:
+            self._drop(copy, "backlog")
+        else:
+            if self._dropping:
+                log.warning("mirroring again: the copies of %d dies were dropped", self._dropping)
+                self._dropping = 0
+            self.backlog += 1
+            pipe.write(frame(copy))
+
+    def _drop(self, copy: Copy, reason: str) -> None:
+        """Count the copy's dies; the first drop of a run of them is logged."""
+        self._metrics.shadow_dropped(reason, copy.dies)
+        if not self._dropping:
+            log.warning(
+                "dropping mirrored copies (%s): %d requests' copies wait for the workers, "
+                "at most %d (mirror_max_pending); counted in shadow_dropped_total",
+                reason,
+                self.backlog,
+                self._settings.mirror_max_pending,
+            )
+        self._dropping += copy.dies
 
     async def stop(self) -> None:
         """Let the workers finish the queued copies, then end them (by handle)."""
@@ -215,7 +237,7 @@ class MirrorPool:
         for version, role, dies, errors, seconds in report.calls:
             self._metrics.observe(version, role, "shadow", dies, errors, seconds)
         if report.dropped:
-            self._metrics.shadow_dropped(report.dropped)
+            self._metrics.shadow_dropped("not_loaded", report.dropped)
         self.backlog -= report.copies
 
     def _worker_exited(self, worker: BaseProcess) -> None:

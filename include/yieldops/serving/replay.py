@@ -10,9 +10,10 @@ Each request is ``POST /v1/predict`` with ``{"records": [...]}``; a record is
 model imputes it). ``rate_per_s`` counts dies: with ``batch_size`` b a request leaves every
 b / rate seconds, on a schedule fixed from the start on the monotonic clock (a slow
 answer delays the next request but does not shift the schedule; the replayer sends one
-request at a time, so a gateway slower than the rate caps it). Failures (a status other
-than 2xx, or a transport error such as a refused connection or a timeout) are counted and
-the replay goes on.
+request at a time, so a gateway slower than the rate caps it). The report records when
+each request left, so the pacing can be checked from what happened. Failures (a status
+other than 2xx, or a transport error such as a refused connection or a timeout) are
+counted and the replay goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import pandas as pd
 
 PREDICT_PATH = "/v1/predict"
 RECORD_KEYS = ("lot_id", "wafer_id", "x", "y")
-MAX_LATENCIES = 100_000  # kept for percentiles; beyond that only counts grow
+MAX_LATENCIES = 100_000  # latencies and send times kept; beyond that only counts grow
 
 
 @dataclass
@@ -47,6 +48,8 @@ class ReplayReport:
     failed_requests: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    # When each request left, in seconds from the start on the replay's clock.
+    sent_at_s: list[float] = field(default_factory=list)
     # "status 500", "ConnectError", ...: how many requests failed that way.
     errors: Counter = field(default_factory=Counter)
 
@@ -140,12 +143,16 @@ def replay(
     timeout: float = 5.0,
     stop: threading.Event | None = None,
     headers: dict[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
 ) -> ReplayReport:
     """Send dies of ``frame`` to ``gateway_url`` at ``rate_per_s`` dies per second.
 
     Stops after ``limit`` dies (the frame is looped over when it has fewer rows), after
     ``duration_s`` seconds (no request starts later), or when ``stop`` is set, whichever
     comes first; one of the three is required. The last batch is cut to fit ``limit``.
+    ``clock`` and ``sleep`` keep the schedule (default: the monotonic clock, and
+    ``stop.wait`` or ``time.sleep``); a test passes a simulated pair.
     """
     if rate_per_s <= 0:
         raise ValueError("rate_per_s must be positive")
@@ -161,12 +168,12 @@ def replay(
     rows = frame if limit is None or limit >= len(frame) else frame.iloc[:limit]
     batches = _batches(to_records(rows, feature_columns), batch_size)
     interval = batch_size / rate_per_s
-    wait = stop.wait if stop is not None else time.sleep
+    wait = sleep or (stop.wait if stop is not None else time.sleep)
     url = gateway_url.rstrip("/") + PREDICT_PATH
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
 
     with httpx.Client(timeout=timeout, limits=limits, headers=headers) as client:
-        started = time.monotonic()
+        started = clock()
         for k in itertools.count():
             if limit is not None and report.sent >= limit:
                 break
@@ -175,7 +182,7 @@ def replay(
             offset = k * interval  # from the start, so rounding never accumulates
             if duration_s is not None and offset >= duration_s - 1e-9:
                 break
-            delay = started + offset - time.monotonic()
+            delay = started + offset - clock()
             if delay > 0:
                 wait(delay)
                 if stop is not None and stop.is_set():
@@ -183,8 +190,10 @@ def replay(
             batch = next(batches)
             if limit is not None:
                 batch = batch[: limit - report.sent]
+            if len(report.sent_at_s) < MAX_LATENCIES:
+                report.sent_at_s.append(clock() - started)
             _send(client, url, batch, report)
-        report.seconds = time.monotonic() - started
+        report.seconds = clock() - started
     return report
 
 

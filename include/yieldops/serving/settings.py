@@ -54,6 +54,7 @@ def load_gateway_settings() -> GatewaySettings:
         mlflow_tracking_uri=env("MLFLOW_TRACKING_URI", ""),
         mirror_processes=int(env("YIELDOPS_GATEWAY_MIRROR_PROCESSES", "1")),
         mirror_niceness=int(env("YIELDOPS_GATEWAY_MIRROR_NICENESS", "10")),
+        mirror_max_pending=int(env("YIELDOPS_GATEWAY_MIRROR_MAX_PENDING", "64")),
         host=env("YIELDOPS_GATEWAY_HOST", "127.0.0.1"),
         port=int(env("YIELDOPS_GATEWAY_PORT", "8080")),
     )
