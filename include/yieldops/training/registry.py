@@ -313,10 +313,12 @@ def run_pictures(run_id: str) -> dict[str, bytes]:
 
 
 def register_challenger(run_id: str, model_name: str, gate_result: Mapping[str, Any]) -> int:
-    """Register the run's model as a new version tagged with the gate, alias ``challenger``."""
-    version = mlflow.register_model(
-        logged_model_uri(run_id), model_name, tags=gate_tags(gate_result)
-    ).version
+    """Register the run's model as a new version tagged with the gate, alias ``challenger``.
+    The checks' figures go in ``gate.checks`` without their reasons (those are in
+    ``gate.reasons``), so the JSON stays whole within an MLflow tag's length."""
+    checks = [{k: v for k, v in c.items() if k != "reason"} for c in gate_result.get("checks", [])]
+    tags = gate_tags({**gate_result, "checks": checks})
+    version = mlflow.register_model(logged_model_uri(run_id), model_name, tags=tags).version
     MlflowClient().set_registered_model_alias(model_name, CHALLENGER, str(version))
     return int(version)
 
