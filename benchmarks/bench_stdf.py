@@ -3,8 +3,9 @@
 Each engine decodes each real sample file in its own subprocess pinned to one
 CPU core: one warm-up run (JIT compile, page cache), then the median of
 several timed runs. Throughput counts decompressed bytes; peak RSS is the
-worker process's high-water mark. A second part writes growing synthetic
-files to Parquet to show that memory does not grow with file size.
+worker process's high-water mark. Then one large file (the largest sample's records
+repeated) shows the speed per record without the fixed cost per file, and growing
+files written to Parquet show that memory does not grow with file size.
 
     python benchmarks/bench_stdf.py                 # all samples, all engines
     python benchmarks/bench_stdf.py --repeat 9 --pystdf-repeat 1
@@ -172,6 +173,24 @@ def _repeated_file(sample: Path, copies: int, dest: Path) -> None:
             out.write(data[far:])
 
 
+def large_file_speed(sample: Path, copies: int, repeat: int) -> None:
+    """One large file (a sample's records repeated): per-record speed, without the fixed
+    cost per file that dominates the small samples (pystdf is left out: minutes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"x{copies}.stdf"
+        _repeated_file(sample, copies, path)
+        size = path.stat().st_size
+        speeds = {}
+        for engine in ENGINES[:2]:
+            result = _run(["--worker", engine, str(path), "--repeat", str(repeat)])
+            speeds[engine] = size / statistics.median(result["times"]) / 1e6
+        print(
+            f"\none large file ({sample.name}'s records {copies} times, {size / 1e6:.1f} MB): "
+            + ", ".join(f"{engine} {mbs:.1f} MB/s" for engine, mbs in speeds.items())
+            + f"; yieldops / stdf-convert: {speeds['yieldops'] / speeds['stdf-convert']:.2f}x"
+        )
+
+
 def memory(sample: Path, copies: list[int]) -> None:
     print(f"\nto_parquet peak RSS on growing files (records of {sample.name} repeated)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,6 +211,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--pystdf-repeat", type=int, default=3)
     parser.add_argument("--memory-copies", default="1,10,50")
+    parser.add_argument("--large-copies", type=int, default=10)
     parser.add_argument("--worker", nargs=1, metavar="ENGINE")
     parser.add_argument("--memory-worker", action="store_true")
     parser.add_argument("--facts-worker", action="store_true")
@@ -214,6 +234,7 @@ def main() -> None:
     largest = max(
         (p for p in samples if not p.name.endswith(".gz")), key=lambda p: p.stat().st_size
     )
+    large_file_speed(largest, args.large_copies, args.repeat)
     memory(largest, [int(c) for c in args.memory_copies.split(",")])
 
 

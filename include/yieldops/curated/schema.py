@@ -2,7 +2,8 @@
 
 Column meanings follow ARCHITECTURE.md ("Curated data"). ``part_index`` is
 the part's number within its source file (in PIR order), the key that ties
-``results`` to ``parts``.
+``results`` to ``parts``. ``test_id`` ties ``results`` to ``tests``: one row per
+distinct test of the file (``curated.identity``: number and name, not number alone).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ TIME = pa.timestamp("s", tz="UTC")
 LOTS = pa.schema(
     [
         ("lot_id", pa.string()),
-        ("product", pa.string()),  # MIR PART_TYP
+        ("product", pa.string()),  # the product ingest matched (MIR PART_TYP until then)
+        ("part_type", pa.string()),  # MIR PART_TYP
+        ("family", pa.string()),  # MIR FAMLY_ID
         ("sublot_id", pa.string()),
         ("tester_type", pa.string()),
         ("tester_node", pa.string()),
@@ -88,6 +91,7 @@ PARTS = pa.schema(
 
 TESTS = pa.schema(
     [
+        ("test_id", pa.string()),  # see curated.identity: number and name make a test
         ("test_num", pa.uint32()),
         ("record", pa.string()),  # PTR, MPR, FTR (or the TSR test type when only a TSR names it)
         ("test_name", pa.string()),
@@ -112,6 +116,7 @@ RESULTS = pa.schema(
     [
         ("part_index", pa.int32()),
         ("test_num", pa.uint32()),
+        ("test_id", pa.dictionary(pa.int32(), pa.string())),
         ("record", pa.dictionary(pa.int8(), pa.string())),
         ("head", pa.uint8()),
         ("site", pa.uint8()),

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..atomic import staged_dir
+from ..curated.identity import TestIds
 from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIME, WAFERS
 from . import kernels
 from .errors import RecordLengthError, TruncatedError
@@ -30,6 +32,7 @@ from .source import (
     DEFAULT_CHUNK_SIZE,
     ByteStream,
     ChunkReader,
+    Digest,
     Source,
     byte_order,
     open_stdf,
@@ -59,6 +62,12 @@ for _name, _role in _ROLES.items():
     HEAD_AT[KIND[_name]] = RECORDS[_name].fixed_offset("HEAD_NUM")
     if _role <= 3:
         SITE_AT[KIND[_name]] = RECORDS[_name].fixed_offset("SITE_NUM")
+
+# Fields decoded for every result record: PTR up to RESULT (its TEST_TXT, the test's name,
+# is read in place: it always starts at the same offset), FTR up to TEST_TXT (after the
+# vectors, whose lengths vary); the rest (limits, units) only from each test's first record.
+PTR_FIELDS = RECORDS["PTR"].index("RESULT") + 1
+FTR_FIELDS = RECORDS["FTR"].index("TEST_TXT") + 1
 
 # TEST_FLG bits: 0x10 not executed, 0x20 aborted, 0x40 no pass/fail indication, 0x80 failed.
 _NO_VERDICT = 0x70
@@ -101,8 +110,10 @@ class _FileDecoder:
         self.bins: list[pa.Table] = []
         self.tsr: list[pa.Table] = []
         self.definitions: list[pa.Table] = []  # tests rows from each test's first record
-        self.defined: set[int] = set()
-        self.mpr_pins: dict[int, list[int]] = {}  # MPR test_num -> RTN_INDX of its first record
+        self.test_ids = TestIds()
+        self.key_ids: dict[tuple[str, int], str] = {}  # (record, kernels.test_keys) -> test id
+        self.number_keys: dict[tuple[str, int], int] = {}  # (record, TEST_NUM) -> first key
+        self.mpr_pins: dict[str, list[int]] = {}  # MPR test id -> RTN_INDX of its first record
 
     # -- one chunk -------------------------------------------------------------
 
@@ -145,9 +156,9 @@ class _FileDecoder:
         parts = self._parts(*block("PRR"), wafer_of, part_of)
         results = pa.concat_tables(
             [
-                self._parametric(*block("PTR", 6), part_of),
+                self._parametric(*block("PTR", PTR_FIELDS), part_of),
                 self._multi_pin(*block("MPR"), part_of),
-                self._functional(*block("FTR", 4), part_of),
+                self._functional(*block("FTR", FTR_FIELDS), part_of),
             ]
         )
         return parts, results
@@ -277,18 +288,20 @@ class _FileDecoder:
         )
 
     def _results(
-        self, name: str, blk: RecordBlock, part: np.ndarray, result: pa.Array, pin: pa.Array,
-        parm_flag: pa.Array, repeat: np.ndarray | None = None,
+        self, name: str, blk: RecordBlock, part: np.ndarray, tests: pa.DictionaryArray,
+        result: pa.Array, pin: pa.Array, parm_flag: pa.Array, repeat: np.ndarray | None = None,
     ) -> pa.Table:  # fmt: skip
         def per_result(values: np.ndarray) -> np.ndarray:
             return values if repeat is None else np.repeat(values, repeat)
 
         flags = per_result(blk.ints("TEST_FLG"))
         n = len(flags)
+        codes = per_result(tests.indices.to_numpy(zero_copy_only=False))
         return pa.table(
             {
                 "part_index": _array(per_result(part), pa.int32()),
                 "test_num": _array(per_result(blk.ints("TEST_NUM")), pa.uint32()),
+                "test_id": pa.DictionaryArray.from_arrays(pa.array(codes), tests.dictionary),
                 "record": pa.DictionaryArray.from_arrays(
                     pa.array(np.zeros(n, dtype=np.int8)), pa.array([name])
                 ),
@@ -304,18 +317,16 @@ class _FileDecoder:
         )
 
     def _parametric(self, ptr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
-        self._define(ptr, "PTR")
         return self._results(
-            "PTR", ptr, part_of[r],
+            "PTR", ptr, part_of[r], self._identify(ptr, "PTR"),
             result=_array(ptr.floats("RESULT"), pa.float32(), ptr.has("RESULT")),
             pin=pa.nulls(len(ptr), pa.uint16()),
             parm_flag=_array(ptr.ints("PARM_FLG"), pa.uint8(), ptr.has("PARM_FLG")),
         )  # fmt: skip
 
     def _functional(self, ftr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
-        self._define(ftr, "FTR")
         return self._results(
-            "FTR", ftr, part_of[r],
+            "FTR", ftr, part_of[r], self._identify(ftr, "FTR"),
             result=pa.nulls(len(ftr), pa.float32()),
             pin=pa.nulls(len(ftr), pa.uint16()),
             parm_flag=pa.nulls(len(ftr), pa.uint8()),
@@ -323,26 +334,26 @@ class _FileDecoder:
 
     def _multi_pin(self, mpr: RecordBlock, r: np.ndarray, part_of) -> pa.Table:
         """One result row per pin: RTN_RSLT exploded, pins from RTN_INDX (else the first MPR's)."""
-        self._define(mpr, "MPR")
+        tests = self._identify(mpr, "MPR")
         values = mpr.column("RTN_RSLT")
         counts = pc.list_value_length(values).fill_null(0).to_numpy()
         return self._results(
-            "MPR", mpr, part_of[r],
+            "MPR", mpr, part_of[r], tests,
             result=values.flatten(),
-            pin=self._pins(mpr, counts),
+            pin=self._pins(mpr, tests, counts),
             parm_flag=_array(np.repeat(mpr.ints("PARM_FLG"), counts), pa.uint8(),
                              np.repeat(mpr.has("PARM_FLG"), counts)),
             repeat=counts,
         )  # fmt: skip
 
-    def _pins(self, mpr: RecordBlock, counts: np.ndarray) -> pa.Array:
+    def _pins(self, mpr: RecordBlock, tests: pa.DictionaryArray, counts: np.ndarray) -> pa.Array:
         """PMR index of every result: the record's own RTN_INDX when it lists one per result,
         else its test's first RTN_INDX (later records may leave it out), else null."""
         own = mpr.column("RTN_INDX")
-        tests = mpr.ints("TEST_NUM")
-        # Tracked apart from the test definitions: a tester may reuse a PTR's test number.
-        for test, first in zip(*np.unique(tests, return_index=True)):
-            self.mpr_pins.setdefault(int(test), own[int(first)].as_py() or [])
+        codes = tests.indices.to_numpy(zero_copy_only=False)
+        ids = tests.dictionary.to_pylist()
+        for code, first in zip(*np.unique(codes, return_index=True)):
+            self.mpr_pins.setdefault(ids[code], own[int(first)].as_py() or [])
         pins = np.zeros(int(counts.sum()), dtype=np.uint16)
         known = np.zeros(len(pins), dtype=bool)
         starts = np.cumsum(counts) - counts
@@ -350,34 +361,61 @@ class _FileDecoder:
         place = _positions(starts[has_own], counts[has_own])
         pins[place] = own.filter(pa.array(has_own)).flatten().to_numpy()
         known[place] = True
-        for test in np.unique(tests[~has_own & (counts > 0)]):
-            default = np.asarray(self.mpr_pins.get(int(test)) or [], dtype=np.uint16)
-            rows = np.flatnonzero((tests == test) & ~has_own & (counts == len(default)))
+        for code in np.unique(codes[~has_own & (counts > 0)]):
+            default = np.asarray(self.mpr_pins.get(ids[code]) or [], dtype=np.uint16)
+            rows = np.flatnonzero((codes == code) & ~has_own & (counts == len(default)))
             place = _positions(starts[rows], counts[rows])
             pins[place] = np.tile(default, len(rows))
             known[place] = True
         return pa.array(pins, mask=~known)
 
-    def _define(self, hot: RecordBlock, name: str) -> None:
-        """Record the test definitions (name, units, limits) of tests seen for the first time.
+    def _identify(self, hot: RecordBlock, record: str) -> pa.DictionaryArray:
+        """Each record's test id (``curated.identity``: record type, number and name), as a
+        dictionary array; the definitions of tests met for the first time are recorded.
 
-        The first record of a test carries them; later ones often stop after
-        the result, so the first occurrences are decoded in full here.
-        """
-        if not len(hot):
-            return
-        tests, first = np.unique(hot.ints("TEST_NUM"), return_index=True)
-        new = np.array([int(t) not in self.defined for t in tests], dtype=bool)
-        if not new.any():
-            return
-        rows = first[new]
+        Records are grouped by a hash of their number and name bytes, so a name is decoded
+        only for a test's first record. A record without a name is the test its number
+        first named in the file (the STDF rule for omitted fields: the first record gives
+        the default)."""
+        nums = hot.ints("TEST_NUM")
+        starts, lengths = _name_spans(hot)
+        named = lengths > 0
+        keys = kernels.test_keys(hot.buf, nums, starts, lengths, named)
+        codes, unique = pd.factorize(keys)  # unique keys in order of first appearance
+        rows = kernels.first_rows(codes, len(unique)).tolist()
+        resolved = []
+        for key, num, has_name in zip(unique.tolist(), nums[rows].tolist(), named[rows].tolist()):
+            # Keys come in file order: the first key of a number is its first record's.
+            first_key = self.number_keys.setdefault((record, num), key)
+            resolved.append(key if has_name else first_key)
+        new: dict[int, int] = {}  # key -> its first row (a named one: it names the test)
+        for key, row in zip(resolved, rows):
+            if (record, key) not in self.key_ids:
+                new.setdefault(key, row)
+        if new:
+            self._define_new(hot, record, new)
+        ids = [self.key_ids[(record, key)] for key in resolved]
+        position = {test_id: i for i, test_id in enumerate(dict.fromkeys(ids))}
+        id_codes = np.array([position[test_id] for test_id in ids], dtype=np.int32)
+        return pa.DictionaryArray.from_arrays(
+            pa.array(id_codes[codes]), pa.array(list(position), pa.string())
+        )
+
+    def _define_new(self, hot: RecordBlock, record: str, first_row_of: dict[int, int]) -> None:
+        """Give the tests of these keys their ids, and record their definitions (name,
+        units, limits) from their first record: later ones often stop after the result,
+        so those are decoded in full here."""
+        rows = np.array(list(first_row_of.values()))
         if hot.nfields == len(hot.spec.fields):
             full = hot.take(rows)
         else:
             full = RecordBlock(hot.buf, hot.offsets[rows], hot.lengths[rows], hot.spec, self.little)
-        self.defined.update(int(t) for t in tests[new])
-        definitions = _definitions(full, name)
-        self.definitions.append(definitions)
+        names = pc.fill_null(full.text("TEST_TXT"), "")
+        ids = []
+        for key, num, name in zip(first_row_of, full.ints("TEST_NUM").tolist(), names.to_pylist()):
+            self.key_ids[(record, key)] = self.test_ids(record, num, name)
+            ids.append(self.key_ids[(record, key)])
+        self.definitions.append(_definitions(full, record, pa.array(ids, pa.string()), names))
 
     # -- end of file -----------------------------------------------------------
 
@@ -393,6 +431,7 @@ class _FileDecoder:
         mir, mrr, wcr = (self.first.get(n, {}) for n in ("MIR", "MRR", "WCR"))
         row: dict[str, Any] = {
             "lot_id": mir.get("LOT_ID"), "product": mir.get("PART_TYP"),
+            "part_type": mir.get("PART_TYP"), "family": mir.get("FAMLY_ID"),
             "sublot_id": mir.get("SBLOT_ID"), "tester_type": mir.get("TSTR_TYP"),
             "tester_node": mir.get("NODE_NAM"), "job_name": mir.get("JOB_NAM"),
             "job_rev": mir.get("JOB_REV"), "exec_type": mir.get("EXEC_TYP"),
@@ -437,34 +476,70 @@ class _FileDecoder:
     def _tests_table(self) -> pa.Table:
         """One row per test: its first record's definition, with TSR counts joined on.
 
-        A summary TSR (head 255) covers all sites; without one the per-site
-        TSRs are added up. Tests named only by a TSR still get a row.
+        A TSR names its test by type, number and name: it joins the test of that record
+        type, number and name; else of that number and name; else the only test of that
+        number. A summary TSR (head 255) covers all sites; without one the per-site TSRs
+        are added up. Tests named only by a TSR still get a row.
         """
         defs = pa.concat_tables(self.definitions) if self.definitions else TESTS.empty_table()
-        if not self.tsr:
-            return defs.sort_by("test_num")
-        stats = _tsr_stats(pa.concat_tables(self.tsr))
-        test_nums = pc.unique(
-            pa.chunked_array(
-                [*defs["test_num"].chunks, *stats["test_num"].cast(pa.uint32()).chunks], pa.uint32()
-            )
+        if self.tsr:
+            defs = self._join_summaries(defs, _tsr_stats(pa.concat_tables(self.tsr)))
+        return defs.sort_by([("test_num", "ascending"), ("test_id", "ascending")])
+
+    def _join_summaries(self, defs: pa.Table, stats: pa.Table) -> pa.Table:
+        """The definitions with their TSR columns, and a row for each test only a TSR names.
+        Only the keys go through Python; the definitions stay columns."""
+        nums, records = defs["test_num"].to_pylist(), defs["record"].to_pylist()
+        names = [name or "" for name in defs["test_name"].to_pylist()]
+        row_of: dict[tuple, int] = {}
+        for i in reversed(range(len(nums))):  # the first test of a key wins
+            row_of[(records[i], nums[i], names[i])] = row_of[(nums[i], names[i])] = i
+            only = row_of.setdefault((nums[i],), i)
+            if only != i:
+                row_of[(nums[i],)] = -1  # a number of several tests names none alone
+        summary = {column: [None] * len(nums) for column in _TSR_COLUMNS}
+        summary_only = []
+        columns = {name: stats[name].to_pylist() for name in stats.column_names}
+        for values in zip(*columns.values()):
+            tsr = dict(zip(columns, values))
+            num, name = tsr["test_num"], tsr["tsr_name"] or ""
+            record = _TSR_RECORDS.get(tsr["tsr_record"] or "")
+            i = row_of.get((record, num, name), row_of.get((num, name), row_of.get((num,), -1)))
+            if i < 0:
+                test_id = self.test_ids(record or "TSR", num, name)
+                row = {"test_id": test_id, "test_num": num, "record": record, "test_name": name}
+                summary_only.append(row | {c: tsr[c] for c in _TSR_COLUMNS})
+                continue
+            names[i] = names[i] or name  # a TSR may name its test alone
+            for column in _TSR_COLUMNS:
+                summary[column][i] = tsr[column]
+        joined = defs.set_column(
+            defs.schema.get_field_index("test_name"),
+            "test_name",
+            pa.array([name or None for name in names], pa.string()),
         )
-        test_nums = test_nums.take(pc.sort_indices(test_nums))
-        by_test = defs.take(pc.index_in(test_nums, value_set=defs["test_num"]))
-        tsr = stats.take(pc.index_in(test_nums, value_set=stats["test_num"].cast(pa.uint32())))
-        named = pc.if_else(
-            pc.greater(pc.utf8_length(by_test["test_name"]), 0), by_test["test_name"], None
-        )
-        columns = {
-            "test_num": test_nums,
-            "record": pc.coalesce(by_test["record"], _tsr_record_names(tsr["tsr_record"])),
-            "test_name": pc.coalesce(named, tsr["tsr_name"]),
-        }
-        for name in ("sequence", "label", "exec_count", "fail_count", "test_time"):
-            columns[name] = tsr[name]
-        return pa.table(
-            {name: columns.get(name, by_test[name]) for name in TESTS.names}, schema=TESTS
-        )
+        for column, filled in summary.items():
+            at = TESTS.get_field_index(column)
+            joined = joined.set_column(at, column, pa.array(filled, TESTS.field(column).type))
+        for row in summary_only:
+            row["test_name"] = row["test_name"] or None
+        only = pa.Table.from_pylist(summary_only, schema=TESTS)
+        return pa.concat_tables([joined.cast(TESTS), only])
+
+
+_TSR_COLUMNS = ("sequence", "label", "exec_count", "fail_count", "test_time")
+_TSR_RECORDS = {"P": "PTR", "F": "FTR", "M": "MPR"}  # TSR TEST_TYP: the record of such tests
+
+
+def _name_spans(hot: RecordBlock) -> tuple[np.ndarray, np.ndarray]:
+    """Where each record's TEST_TXT is (start, length; length 0 without a name): in place
+    when the fields before it have fixed sizes (PTR), else as decoded."""
+    try:
+        at = hot.spec.fixed_offset("TEST_TXT")
+    except ValueError:
+        i = hot.spec.index("TEST_TXT")
+        return hot.ival[:, i], np.where(hot.present > i, hot.cnt[:, i], 0)
+    return kernels.string_spans(hot.buf, hot.offsets, hot.lengths, at)
 
 
 def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -474,26 +549,32 @@ def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _tsr_stats(tsr: pa.Table) -> pa.Table:
-    firsts = ["tsr_record", "tsr_name", "sequence", "label", "test_time"]
+    """One row per test number and name: the summary TSR (all sites) where there is one,
+    else the per-site TSRs added up."""
+    firsts = ["tsr_record", "sequence", "label", "test_time"]
     aggregations = [("exec_count", "sum"), ("fail_count", "sum"), *((c, "first") for c in firsts)]
+    tsr = tsr.set_column(
+        tsr.schema.get_field_index("tsr_name"), "tsr_name", pc.fill_null(tsr["tsr_name"], "")
+    )
 
     def grouped(rows: pa.Table) -> pa.Table:
-        out = rows.group_by("test_num", use_threads=False).aggregate(aggregations)
+        out = rows.group_by(["test_num", "tsr_name"], use_threads=False).aggregate(aggregations)
         return out.rename_columns(
             [n.removesuffix("_sum").removesuffix("_first") for n in out.column_names]
         )
 
     summary = grouped(tsr.filter(tsr["summary"]))
     per_site = grouped(tsr.filter(pc.invert(tsr["summary"])))
-    per_site = per_site.filter(pc.invert(pc.is_in(per_site["test_num"], summary["test_num"])))
+    covered = pc.is_in(
+        pc.binary_join_element_wise(
+            per_site["test_num"].cast(pa.string()), per_site["tsr_name"], "\0"
+        ),
+        pc.binary_join_element_wise(
+            summary["test_num"].cast(pa.string()), summary["tsr_name"], "\0"
+        ),
+    )
+    per_site = per_site.filter(pc.invert(covered))
     return pa.concat_tables([summary, per_site.select(summary.column_names)])
-
-
-def _tsr_record_names(test_types: pa.ChunkedArray) -> pa.ChunkedArray:
-    """TSR TEST_TYP (P, F, M) as the record type that carries such tests."""
-    for letter, record in (("P", "PTR"), ("F", "FTR"), ("M", "MPR")):
-        test_types = pc.replace_substring(test_types, letter, record)
-    return pc.if_else(pc.is_in(test_types, pa.array(["PTR", "FTR", "MPR"])), test_types, None)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -511,12 +592,13 @@ def _first_record(block: RecordBlock) -> dict:
     return {f.name: first.column(f.name)[0].as_py() for f in block.spec.fields}
 
 
-def _definitions(full: RecordBlock, name: str) -> pa.Table:
+def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -> pa.Table:
     """Test definition rows from the first record of each test, limits masked by OPT_FLAG."""
     table = {
+        "test_id": ids,
         "test_num": full.column("TEST_NUM"),
         "record": pa.array([name] * len(full), pa.string()),
-        "test_name": full.column("TEST_TXT"),
+        "test_name": names,
     }
     if name != "FTR":
         # OPT_FLAG: 0x10/0x40 no valid low limit, 0x20/0x80 no valid high limit,
@@ -559,9 +641,11 @@ class _Chunk:
         return np.flatnonzero(self.kinds == KIND[kind])
 
 
-def _scan_chunks(path: str, stream: ByteStream, chunk_size: int) -> Iterator[tuple[bool, _Chunk]]:
+def _scan_chunks(
+    path: str, stream: ByteStream, chunk_size: int, digest: Digest | None = None
+) -> Iterator[tuple[bool, _Chunk]]:
     """Yield (little-endian?, chunk) for each buffer fill; raises on a truncated end."""
-    chunks = ChunkReader(stream, path, chunk_size)
+    chunks = ChunkReader(stream, path, chunk_size, digest)
     chunks.fill(0)
     little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)]))
     while True:
@@ -579,19 +663,22 @@ def iter_tables(
     src: Source,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Callable[[int], object] | None = None,
+    digest: Digest | None = None,
 ) -> Iterator[tuple[str, pa.Table]]:
     """Decode an STDF file into ``(table name, Arrow table)`` pieces.
 
     ``parts`` and ``results`` come once per chunk of about ``chunk_size``
     bytes (several pieces for large files); ``lots``, ``wafers``, ``tests``
     and ``bins`` come once at the end. ``progress`` is called with the
-    number of (decompressed) bytes decoded so far after each chunk. Raises a
+    number of (decompressed) bytes decoded so far after each chunk; ``digest`` (a hashlib
+    object) is fed the decompressed bytes: a hash of the content, whatever the
+    compression. Raises a
     ``StdfError`` subclass naming the file, byte offset and record on bad input.
     """
     path = source_name(src)
     decoder = None
     with open_stdf(src) as stream:
-        for little, chunk in _scan_chunks(path, stream, chunk_size):
+        for little, chunk in _scan_chunks(path, stream, chunk_size, digest):
             decoder = decoder or _FileDecoder(path, little)
             parts, results = decoder.feed(
                 chunk.buf, chunk.offsets, chunk.lengths, chunk.kinds, chunk.base
@@ -644,10 +731,13 @@ def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int) -> Tr
     )
 
 
-def read_tables(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, pa.Table]:
-    """Decode a whole STDF file into the curated tables (see ``curated.schema``)."""
+def read_tables(
+    src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE, digest: Digest | None = None
+) -> dict[str, pa.Table]:
+    """Decode a whole STDF file into the curated tables (see ``curated.schema``); ``digest``
+    as in :func:`iter_tables`."""
     pieces: dict[str, list[pa.Table]] = {name: [] for name in STDF_TABLES}
-    for name, table in iter_tables(src, chunk_size):
+    for name, table in iter_tables(src, chunk_size, digest=digest):
         pieces[name].append(table)
     return {
         name: pa.concat_tables(tables) if tables else STDF_TABLES[name].empty_table()

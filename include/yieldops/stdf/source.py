@@ -23,6 +23,12 @@ _BZIP2_MAGIC = b"BZh"
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
 
 
+class Digest(Protocol):
+    """A hashlib object, e.g. ``hashlib.sha256()``."""
+
+    def update(self, data: memoryview, /) -> None: ...
+
+
 class ByteStream(Protocol):
     """What the reader reads from: any binary stream (``typing.BinaryIO`` lacks ``readinto``)."""
 
@@ -80,11 +86,19 @@ class ChunkReader:
 
     ``fill(carry_from)`` keeps the bytes from ``carry_from`` on (the start of
     a record not yet whole), moves them to the front and reads up to
-    ``chunk_size`` more; ``base`` is the stream offset of ``buffer[0]``.
+    ``chunk_size`` more; ``base`` is the stream offset of ``buffer[0]``. A ``digest``
+    (a hashlib object) is fed every byte read: the file's decoded content.
     """
 
-    def __init__(self, stream: ByteStream, path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        path: str,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        digest: Digest | None = None,
+    ) -> None:
         self.stream = stream
+        self.digest = digest
         self.path = path
         self.buffer = np.empty(max(chunk_size, 1 << 16) + MAX_RECORD, dtype=np.uint8)
         self.end = 0
@@ -100,6 +114,8 @@ class ChunkReader:
         try:
             while self.end < len(self.buffer) and not self.eof:
                 got = self.stream.readinto(view[self.end :])
+                if got and self.digest is not None:
+                    self.digest.update(view[self.end : self.end + got])
                 self.eof = not got
                 self.end += got or 0
         except _DECOMPRESSION_ERRORS as exc:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.conftest import pystdf_records, pystdf_stream, sample_params
 
+from yieldops.curated.identity import make_test_id
 from yieldops.stdf.reader import read_records, read_tables
 from yieldops.stdf.spec import RECORDS
 
@@ -100,7 +101,7 @@ def test_curated_tables_match_pystdf(path):
     assert all(_same(a, b) for a, b in zip(ptr_rows.column("result").to_pylist(), expected_results))
     assert ptr_rows.column("part_index").to_pylist() == _parts_by_pystdf(pystdf_stream(path))
 
-    # MPR pins: the record's RTN_INDX, else the first RTN_INDX of its test number.
+    # MPR pins: the record's RTN_INDX, else the first RTN_INDX of its test.
     expected_pins, first_pins = [], {}
     for r in oracle.get("MPR", []):
         count, own = r[6] or 0, r[19]
@@ -110,11 +111,19 @@ def test_curated_tables_match_pystdf(path):
     mpr_rows = results.filter(np.array(results.column("record").to_pylist()) == "MPR")
     assert mpr_rows.column("pin").to_pylist() == expected_pins
 
-    # Each test is defined by its first record, whatever later records leave out.
-    first_text = {}
-    for r in oracle.get("PTR", []) + oracle.get("MPR", []) + oracle.get("FTR", []):
-        first_text.setdefault(r[0], r)
-    assert set(tests.column("test_num").to_pylist()) >= set(first_text)
+    # A test is its record type, number and name; a record without a name is the test its
+    # number first named. One tests row per distinct test; every result names its test.
+    for name, name_at in (("PTR", 6), ("MPR", 9), ("FTR", 22)):
+        expected_ids, first_name = [], {}
+        for r in oracle.get(name, []):
+            first_name.setdefault(r[0], r[name_at] or "")
+            test_id = make_test_id(name, r[0], r[name_at] or first_name[r[0]])
+            expected_ids += [test_id] * ((r[6] or 0) if name == "MPR" else 1)
+        rows = results.filter(np.array(results.column("record").to_pylist()) == name)
+        assert rows.column("test_id").to_pylist() == expected_ids, f"{path.name} {name}"
+    test_ids = tests.column("test_id").to_pylist()
+    assert len(test_ids) == len(set(test_ids))
+    assert set(results.column("test_id").to_pylist()) <= set(test_ids)
 
     mir = oracle.get("MIR", [[None] * 10])[0]
     lots = tables["lots"].to_pylist()[0]

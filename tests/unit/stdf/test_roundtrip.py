@@ -191,6 +191,44 @@ def test_tests_named_only_by_tsr_get_a_row():
     assert (test["exec_count"], test["fail_count"]) == (5, 1)
 
 
+def test_a_test_is_its_number_and_name():
+    """A number reused for other tests (Advantest SmarTest writes 0 for dozens), records
+    without a name (the test their number first named), the same number and name on two
+    record types, and TSRs naming tests by number and name."""
+    stream = io.BytesIO()
+    w = StdfWriter(stream)
+
+    def ptr(num: int, result: float, name: str | None = None) -> None:
+        named = {} if name is None else {"TEST_TXT": name}
+        w.write("PTR", TEST_NUM=num, HEAD_NUM=1, SITE_NUM=0, TEST_FLG=0, PARM_FLG=0,
+                RESULT=result, **named)  # fmt: skip
+
+    w.write("PIR", HEAD_NUM=1, SITE_NUM=0)
+    ptr(0, 1.0, "Vopp@OUT1N[1]")
+    ptr(0, 2.0, "Vopp@OUT1P[1]")
+    ptr(0, 3.0)  # no name: Vopp@OUT1N[1], the name its number was first given
+    ptr(7, 4.0, "")  # an empty name on a number's first record: the test "7"
+    ptr(7, 5.0)
+    w.write("FTR", TEST_NUM=0, HEAD_NUM=1, SITE_NUM=0, TEST_FLG=0, TEST_TXT="Vopp@OUT1N[1]")
+    w.write("PRR", HEAD_NUM=1, SITE_NUM=0, PART_FLG=0, NUM_TEST=6, HARD_BIN=1, SOFT_BIN=1)
+    for name, count in (("Vopp@OUT1P[1]", 1), ("Vopp@OUT1N[1]", 2)):
+        w.write("TSR", HEAD_NUM=255, SITE_NUM=0, TEST_TYP="P", TEST_NUM=0, EXEC_CNT=count,
+                FAIL_CNT=0, ALRM_CNT=0, TEST_NAM=name)  # fmt: skip
+    tables = read_tables(io.BytesIO(stream.getvalue()))
+
+    results = tables["results"].to_pylist()
+    n1, p1 = "0_Vopp_OUT1N_1", "0_Vopp_OUT1P_1"
+    assert [(r["test_id"], r["result"]) for r in results if r["record"] == "PTR"] == [
+        (n1, 1.0), (p1, 2.0), (n1, 3.0), ("7", 4.0), ("7", 5.0),
+    ]  # fmt: skip
+    (ftr,) = [r["test_id"] for r in results if r["record"] == "FTR"]
+    assert ftr.startswith(f"{n1}_") and len(ftr) == len(n1) + 7  # told apart by a digest
+    tests = {t["test_id"]: t for t in tables["tests"].to_pylist()}
+    assert sorted(tests) == sorted([n1, p1, "7", ftr])
+    assert (tests[n1]["test_name"], tests[n1]["exec_count"]) == ("Vopp@OUT1N[1]", 2)
+    assert (tests[p1]["test_name"], tests[p1]["exec_count"]) == ("Vopp@OUT1P[1]", 1)
+
+
 def test_v4_2007_and_vendor_records_are_counted_and_skipped():
     stream = io.BytesIO()
     w = StdfWriter(stream)
