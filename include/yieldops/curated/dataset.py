@@ -12,10 +12,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..atomic import staged_dir
+from .migrate import OutdatedCuratedData
 from .schema import STDF_TABLES
 
 PARTITION_SCHEMA = pa.schema(
@@ -46,7 +48,8 @@ def write_file_tables(
 
 
 def read_table(root: Path, table: str, product: str | None = None) -> pa.Table:
-    """One curated table across files, with ``product``, ``lot`` and ``file`` columns."""
+    """One curated table across files, with ``product``, ``lot`` and ``file`` columns.
+    Raises OutdatedCuratedData when a file folder predates test identity."""
     paths = sorted(
         (root / (f"product={quote(product, safe='')}" if product else "")).glob(
             f"**/{table}.parquet"
@@ -61,4 +64,8 @@ def read_table(root: Path, table: str, product: str | None = None) -> pa.Table:
         partition_base_dir=str(root),
         schema=pa.unify_schemas([STDF_TABLES[table], PARTITION_SCHEMA]),
     )
-    return dataset.to_table()
+    read = dataset.to_table()
+    if "test_id" in read.column_names and read["test_id"].null_count:
+        outdated = read.filter(pc.is_null(read["test_id"]))
+        raise OutdatedCuratedData(root, sorted(set(outdated["file"].to_pylist())))
+    return read
