@@ -17,10 +17,12 @@ from pystdf.IO import Parser
 from yieldops.synth import (
     DEFAULT_PRODUCT,
     PMIC_PRODUCT,
+    TESTER_STYLES,
     FunctionalTest,
     Lot,
     MultiPinTest,
     ParametricTest,
+    ProductSpec,
     generate_lot,
     lot_to_bytes,
     synthesize,
@@ -429,3 +431,62 @@ def test_the_default_batch_is_three_lots_of_two_wafers(tmp_path: Path) -> None:
         ["S0-L001"], ["S0-L002"], ["S0-L003"],
     ]  # fmt: skip
     assert [t["wafers"].num_rows for t in tables] == [2, 2, 2]
+
+
+# Retests, multi-pin signal and test identity (used by the tester styles)
+
+
+def test_retests_probe_the_failing_dies_again_after_an_unchanged_first_pass() -> None:
+    product = TESTER_STYLES["inhouse"].product
+    plain = generate_lot(product, lot_index=0, seed=6, wafers=2)
+    lot = generate_lot(product, lot_index=0, seed=6, wafers=2, retest_failures=True)
+    first, again = lot.wafers[0], lot.wafers[0].retests
+    assert plain.wafers[0].retests is None and again is not None
+    for column in ("x", "y", "hard_bin", "good", "part_id", "defectivity"):
+        np.testing.assert_array_equal(getattr(first, column), getattr(plain.wafers[0], column))
+    failing = ~first.good
+    for column in ("x", "y", "site", "edge", "defectivity", "process"):
+        np.testing.assert_array_equal(getattr(again, column), getattr(first, column)[failing])
+    assert first.n_parts == first.n_dies + int(failing.sum())
+    assert again.touchdown.tolist() == list(range(again.n_dies))  # one die at a time
+    assert again.start_t == first.finish_t < again.finish_t == first.end_t
+    part_ids = np.concatenate([d.part_id for w in lot.wafers for d in w.with_retests()])
+    assert part_ids.tolist() == list(range(1, len(part_ids) + 1))
+    assert lot.wafers[1].start_t > first.end_t
+    # contact faults mostly pass the second time; leakage at the rim keeps failing
+    contact, leakage = first.hard_bin[failing] == 5, first.hard_bin[failing] == 3
+    assert again.good[contact].mean() > 0.6
+    assert again.good[leakage].mean() < 0.4
+
+
+def test_multi_pin_readings_follow_the_latent_causes_pin_by_pin() -> None:
+    product = TESTER_STYLES["smartest"].product
+    lot = generate_lot(product, lot_index=0, seed=2, wafers=2)
+    leakage = next(t for t in product.tests if t.name.startswith("leakage_IIL"))
+    readings = results(lot, leakage.test_num)
+    assert readings.shape == (lot.n_dies, len(leakage.pins))
+    edge = concat(lot, "edge")
+    assert (readings[edge > 0.5].mean(axis=0) > 3 * readings[edge == 0].mean(axis=0)).all()
+    # the pins of one die share its shift: they agree far more than two dies do
+    logs = np.log(readings)
+    assert np.corrcoef(logs[:, 0], logs[:, 1])[0, 1] > 0.3
+
+
+def test_a_test_is_its_record_number_and_name() -> None:
+    rft = TESTER_STYLES["smartest"].product
+    assert rft.reuses_test_numbers and not DEFAULT_PRODUCT.reuses_test_numbers
+    vopp = [t for t in rft.tests if t.file_num == 3251]
+    assert [t.test_id for t in vopp] == [
+        "3251_MGC1_Vopp_CH1_Vopp_RF_OUT1P_1",
+        "3251_MGC1_Vopp_CH1_Vopp_RF_OUT1N_1",
+    ]
+    assert DEFAULT_PRODUCT.test(1003).test_id == "1003_RO_FREQ"
+    twin = ParametricTest(
+        test_num=5, stdf_num=1003, name="RO_FREQ", units="MHz", lo_limit=0.0, hi_limit=1.0,
+        mean=0.5, sigma=0.1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"tests \['1003_RO_FREQ'\] would be one test"):
+        ProductSpec(
+            name="X", process_id="P", hard_bins=DEFAULT_PRODUCT.hard_bins,
+            tests=(DEFAULT_PRODUCT.test(1003), twin),
+        )  # fmt: skip

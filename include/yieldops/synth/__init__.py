@@ -2,6 +2,7 @@
 
 >>> from yieldops.synth import synthesize
 >>> paths = synthesize("landing/", lots=3, wafers_per_lot=2, seed=0)  # doctest: +SKIP
+>>> paths = synthesize("landing/", lots=4, tester_style="smartest")  # doctest: +SKIP
 """
 
 from .catalog import DEFAULT_PRODUCT, PMIC_PRODUCT, PRODUCTS
@@ -15,12 +16,14 @@ from .product import (
     ParametricTest,
     ProductSpec,
 )
+from .styles import TESTER_STYLES, TesterStyle, resolve_style
 
 __all__ = [
     "DEFAULT_DRIFT",
     "DEFAULT_PRODUCT",
     "PMIC_PRODUCT",
     "PRODUCTS",
+    "TESTER_STYLES",
     "Bin",
     "DefectModel",
     "FunctionalTest",
@@ -28,9 +31,11 @@ __all__ = [
     "MultiPinTest",
     "ParametricTest",
     "ProductSpec",
+    "TesterStyle",
     "Wafer",
     "generate_lot",
     "lot_to_bytes",
+    "resolve_style",
     "synthesize",
     "write_lot",
 ]

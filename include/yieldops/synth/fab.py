@@ -10,6 +10,10 @@ Three latent causes per die drive every result (see :mod:`yieldops.synth.product
 - ``process``: a bowl across the wafer, wafer-to-wafer noise, die noise and a shift of
   ``drift`` per lot index, so later lots lose yield on process-sensitive tests.
 
+A flow that retests failures (``retest_failures``) probes every failing die once more at
+the end of its wafer: the same latent causes with fresh noise, so contact faults and
+marginal fails often pass the second time and true defects keep failing.
+
 Everything comes from a numpy Generator seeded with ``(seed, lot_index, wafer)``: the
 same arguments always give the same lot, whichever other lots are generated.
 """
@@ -17,7 +21,7 @@ same arguments always give the same lot, whichever other lots are generated.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -87,7 +91,8 @@ class Wafer:
     first ``num_tests`` tests of the flow; with ``stop_on_fail`` the rest were
     skipped and are absent from the file, though ``results`` still holds what
     they would have measured. ``edge``, ``defectivity`` and ``process`` are the
-    latent causes.
+    latent causes. ``retests`` holds the failing dies probed again at the end of
+    the wafer (one touchdown each), when the flow retests failures.
     """
 
     wafer_id: str
@@ -107,10 +112,25 @@ class Wafer:
     edge: np.ndarray
     defectivity: np.ndarray
     process: np.ndarray
+    retests: Wafer | None = None
 
     @property
     def n_dies(self) -> int:
         return len(self.x)
+
+    def with_retests(self) -> tuple[Wafer, ...]:
+        """The wafer's parts in test order: every die, then the retested ones."""
+        return (self,) if self.retests is None else (self, self.retests)
+
+    @property
+    def n_parts(self) -> int:
+        """Parts tested (PRRs): every die, and each retested die once more."""
+        return sum(w.n_dies for w in self.with_retests())
+
+    @property
+    def end_t(self) -> int:
+        """When the wafer left the prober: after its retests."""
+        return self.with_retests()[-1].finish_t
 
     def executed(self, flow_index: int) -> np.ndarray:
         """Which dies ran the test at this position of the flow."""
@@ -141,10 +161,16 @@ class Lot:
 
 
 def generate_lot(
-    product: ProductSpec, lot_index: int, seed: int, wafers: int = 2, drift: float = DEFAULT_DRIFT
+    product: ProductSpec,
+    lot_index: int,
+    seed: int,
+    wafers: int = 2,
+    drift: float = DEFAULT_DRIFT,
+    retest_failures: bool = False,
 ) -> Lot:
     """Generate lot number ``lot_index`` (0-based) of a series: its process is shifted by
-    ``drift * lot_index``."""
+    ``drift * lot_index``. With ``retest_failures`` every failing die is probed again at
+    the end of its wafer."""
     if not 1 <= wafers <= 25:
         raise ValueError("a lot holds 1 to 25 wafers")
     rng = np.random.default_rng([seed, lot_index])
@@ -157,17 +183,20 @@ def generate_lot(
     made: list[Wafer] = []
     wafer_start, parts_before = start_t, 0
     for number in range(1, wafers + 1):
+        wafer_rng = np.random.default_rng([seed, lot_index, number])
         wafer = _generate_wafer(
             product,
             grid,
-            np.random.default_rng([seed, lot_index, number]),
+            wafer_rng,
             process_shift,
             wafer_id=f"{lot_id}-{number:02d}",
             start_t=wafer_start,
             first_part_id=parts_before + 1,
         )
+        if retest_failures:  # drawn after the first pass: that stays as without retests
+            wafer = replace(wafer, retests=_retest_failures(product, wafer, wafer_rng))
         made.append(wafer)
-        wafer_start, parts_before = wafer.finish_t + _WAFER_LOAD_S, parts_before + wafer.n_dies
+        wafer_start, parts_before = wafer.end_t + _WAFER_LOAD_S, parts_before + wafer.n_parts
     return Lot(
         product=product,
         lot_id=lot_id,
@@ -177,7 +206,7 @@ def generate_lot(
         tester=tester,
         setup_t=setup_t,
         start_t=start_t,
-        finish_t=made[-1].finish_t + 30,
+        finish_t=made[-1].end_t + 30,
         wafers=tuple(made),
     )
 
@@ -208,24 +237,74 @@ def _generate_wafer(
     first_part_id: int,
 ) -> Wafer:
     edge, defectivity, process = _latent_causes(product.defects, grid, rng, process_shift)
+    return _test_dies(
+        product,
+        rng,
+        wafer_id=wafer_id,
+        start_t=start_t,
+        first_part_id=first_part_id,
+        x=grid.x,
+        y=grid.y,
+        site=grid.site,
+        touchdown=grid.touchdown,
+        edge=edge,
+        defectivity=defectivity,
+        process=process,
+    )
+
+
+def _retest_failures(product: ProductSpec, wafer: Wafer, rng: np.random.Generator) -> Wafer | None:
+    """The wafer's failing dies probed once more, one touchdown each, on the same site."""
+    failing = np.flatnonzero(~wafer.good)
+    if not len(failing):
+        return None
+    placed = ("x", "y", "site", "edge", "defectivity", "process")
+    return _test_dies(
+        product,
+        rng,
+        wafer_id=wafer.wafer_id,
+        start_t=wafer.finish_t,
+        first_part_id=int(wafer.part_id[-1]) + 1,
+        touchdown=np.arange(len(failing)),
+        **{name: getattr(wafer, name)[failing] for name in placed},
+    )
+
+
+def _test_dies(
+    product: ProductSpec,
+    rng: np.random.Generator,
+    *,
+    wafer_id: str,
+    start_t: int,
+    first_part_id: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    site: np.ndarray,
+    touchdown: np.ndarray,
+    edge: np.ndarray,
+    defectivity: np.ndarray,
+    process: np.ndarray,
+) -> Wafer:
+    """Run the flow on dies placed on a wafer, with their latent causes, touchdown by
+    touchdown."""
     results: dict[int, np.ndarray] = {}
-    failed = np.zeros((len(grid.x), len(product.tests)), dtype=bool)
+    failed = np.zeros((len(x), len(product.tests)), dtype=bool)
     for k, test in enumerate(product.tests):
-        results[test.test_num] = _measure(test, rng, grid.site, edge, defectivity, process)
+        results[test.test_num] = _measure(test, rng, site, edge, defectivity, process)
         failed[:, k] = failing_dies(test, results[test.test_num])
     hard_bin, soft_bin, num_tests = _bin(product, failed)
     test_time_ms = _test_times(product, num_tests, rng)
-    touchdown_starts = np.flatnonzero(np.diff(grid.touchdown, prepend=-1))
+    touchdown_starts = np.flatnonzero(np.diff(touchdown, prepend=-1))
     duration_ms = int((np.maximum.reduceat(test_time_ms, touchdown_starts) + _INDEX_MS).sum())
     return Wafer(
         wafer_id=wafer_id,
         start_t=start_t,
         finish_t=start_t + duration_ms // 1000,
-        x=grid.x,
-        y=grid.y,
-        site=grid.site,
-        touchdown=grid.touchdown,
-        part_id=np.arange(first_part_id, first_part_id + len(grid.x), dtype=np.uint32),
+        x=x,
+        y=y,
+        site=site,
+        touchdown=touchdown,
+        part_id=np.arange(first_part_id, first_part_id + len(x), dtype=np.uint32),
         hard_bin=hard_bin,
         soft_bin=soft_bin,
         good=np.isin(hard_bin, list(product.good_bins)),
@@ -281,25 +360,27 @@ def _measure(
     if isinstance(test, FunctionalTest):
         p_fail = 1 - (1 - test.base_fail) * np.exp(-test.defect_kill * defectivity)
         return rng.random(n) >= p_fail
-    if isinstance(test, MultiPinTest):
-        return _pin_readings(test, n, rng)
     shift = (
         test.edge_gain * edge
         + test.defect_gain * defectivity
         + test.process_gain * process
         + test.site_gain * site
     )
+    if isinstance(test, MultiPinTest):
+        return _pin_readings(test, shift, rng)
     return test.draw(rng.standard_normal(n), shift)
 
 
-def _pin_readings(test: MultiPinTest, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-pin readings; a faulty die has one pin open or shorted."""
-    values = test.mean + test.sigma * rng.standard_normal((n, len(test.pins)))
+def _pin_readings(test: MultiPinTest, shift: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-pin readings, every pin of a die shifted alike; a faulty die has one pin open or
+    shorted."""
+    n = len(shift)
+    values = test.draw(rng.standard_normal((n, len(test.pins))), shift[:, None])
     faulty = np.flatnonzero(rng.random(n) < test.fault_rate)
     pin = rng.integers(0, len(test.pins), len(faulty))
     opened = rng.random(len(faulty)) < 0.5
     values[faulty, pin] = np.where(opened, test.open_value, test.short_value)
-    return values.astype(np.float32)
+    return values
 
 
 def _bin(product: ProductSpec, failed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

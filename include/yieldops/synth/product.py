@@ -10,28 +10,50 @@ where ``z`` is the die's own noise and ``shift`` comes from the latent causes
 (see :mod:`yieldops.synth.fab`): ``edge`` (0 in the centre, 1 at the rim),
 ``defectivity`` (clusters and random defects) and ``process`` (drifts between
 lots). Each test says how strongly it follows each cause.
+
+A test is named in a file by its record type, number and name (``curated.identity``).
+``test_num`` keys the fab's results and must be unique in a product; ``stdf_num`` is the
+number written to the file when it differs, as on testers that reuse numbers across tests
+(an Advantest 93000 flow may write ``TEST_NUM 0`` for every multi-pin test).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+
+from ..curated.identity import make_test_id
 
 
 @dataclass(frozen=True, kw_only=True)
 class BaseTest:
     """What every kind of test has."""
 
+    record: ClassVar[str]  # the STDF record of its results: PTR, MPR or FTR
+
     test_num: int
     name: str
     hard_bin: int | None = None  # bin of a die failing this test first; None: datalog only
     soft_bin: int | None = None
     time_ms: float = 1.0  # tester time per execution, makes up PRR TEST_T
+    stdf_num: int | None = None  # TEST_NUM in the file when not test_num (a reused number)
 
     @property
     def label_defining(self) -> bool:
         return self.hard_bin is not None
+
+    @property
+    def file_num(self) -> int:
+        """The TEST_NUM its records carry."""
+        return self.test_num if self.stdf_num is None else self.stdf_num
+
+    @property
+    def test_id(self) -> str:
+        """Its id in the curated tables (``curated.identity``), the same in every file."""
+        return make_test_id(self.record, self.file_num, self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,21 +65,15 @@ class LimitedTest(BaseTest):
     hi_limit: float
     mean: float  # the median when lognormal
     sigma: float  # in log space when lognormal
-
-    def limits32(self) -> tuple[np.float32, np.float32]:
-        """Limits as written to the file (R4), so pass/fail agrees with any reader."""
-        return np.float32(self.lo_limit), np.float32(self.hi_limit)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ParametricTest(LimitedTest):
-    """One value per die, written as a PTR."""
-
     lognormal: bool = False  # leakage-like: positive, right-skewed
     edge_gain: float = 0.0  # sigmas of shift at the wafer rim
     defect_gain: float = 0.0  # sigmas of shift per unit of defectivity
     process_gain: float = 0.0  # sigmas of shift per unit of the (drifting) process latent
     site_gain: float = 0.0  # sigmas of shift per site number (probe-card skew)
+
+    def limits32(self) -> tuple[np.float32, np.float32]:
+        """Limits as written to the file (R4), so pass/fail agrees with any reader."""
+        return np.float32(self.lo_limit), np.float32(self.hi_limit)
 
     def draw(self, z: np.ndarray, shift: np.ndarray) -> np.ndarray:
         scaled = self.sigma * (z + shift)
@@ -66,18 +82,30 @@ class ParametricTest(LimitedTest):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParametricTest(LimitedTest):
+    """One value per die, written as a PTR."""
+
+    record = "PTR"
+
+
+@dataclass(frozen=True, kw_only=True)
 class MultiPinTest(LimitedTest):
-    """One value per pin per die, written as an MPR (e.g. continuity on every signal pin)."""
+    """One value per pin per die, written as an MPR: continuity on every signal pin (with
+    contact faults), or leakage and supply currents per pin (following the latent causes)."""
+
+    record = "MPR"
 
     pins: tuple[str, ...]
-    fault_rate: float  # share of dies with one open or shorted pin
-    open_value: float  # reading of an open pin
-    short_value: float  # reading of a shorted pin
+    fault_rate: float = 0.0  # share of dies with one open or shorted pin
+    open_value: float = 0.0  # reading of an open pin
+    short_value: float = 0.0  # reading of a shorted pin
 
 
 @dataclass(frozen=True, kw_only=True)
 class FunctionalTest(BaseTest):
     """Pattern pass/fail, written as an FTR; defects make failures likelier."""
+
+    record = "FTR"
 
     pattern: str  # FTR VECT_NAM
     base_fail: float  # failure chance of a defect-free die
@@ -128,6 +156,9 @@ class ProductSpec:
         numbers = [t.test_num for t in self.tests]
         if len(set(numbers)) != len(numbers):
             raise ValueError(f"{self.name}: duplicate test numbers")
+        twins = [i for i, n in Counter(t.test_id for t in self.tests).items() if n > 1]
+        if twins:
+            raise ValueError(f"{self.name}: tests {twins} would be one test in a file")
         bins = {b.number for b in self.hard_bins}
         if not any(b.good for b in self.hard_bins):
             raise ValueError(f"{self.name}: no good hard bin")
@@ -157,6 +188,12 @@ class ProductSpec:
     def label_defining_tests(self) -> frozenset[int]:
         """Test numbers a feature set must leave out (their results define the label)."""
         return frozenset(t.test_num for t in self.label_tests)
+
+    @property
+    def reuses_test_numbers(self) -> bool:
+        """Whether two tests write the same record type and TEST_NUM (told apart by name)."""
+        written = Counter((t.record, t.file_num) for t in self.tests)
+        return any(n > 1 for n in written.values())
 
     @property
     def good_bins(self) -> frozenset[int]:
