@@ -10,11 +10,12 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .curated.identity import refers_to
 from .layout import default_config_dir
 
 
@@ -41,6 +42,19 @@ class Bins(_Strict):
         return self
 
 
+# A test as a product YAML names it: a number (every test with that number: fine where the
+# tester's numbers are unique) or a test id (number and name, see yieldops.curated.identity).
+TestRef = int | str
+
+
+def _first_ref(refs: list[TestRef] | dict[TestRef, Any], test_num: int, test_id: str) -> Any:
+    """The entry that names this test: its test id first, else its number; None if none."""
+    for ref in sorted(refs, key=lambda r: isinstance(r, int)):
+        if refers_to(ref, test_num, test_id):
+            return ref
+    return None
+
+
 class WaferMap(_Strict):
     radius_dies: float = Field(gt=0, description="dies lie within this radius of the centre")
     center: tuple[float, float] = (0.0, 0.0)
@@ -51,21 +65,52 @@ class Validation(_Strict):
     max_missing_rate: float = Field(
         default=0.05, ge=0, le=1, description="per test, share of parts"
     )
+    missing_rates: dict[TestRef, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="per test, its own missing rate (e.g. a test the flow runs on a sample "
+        "of the dies); the others: max_missing_rate",
+    )
     # Results outside these are physically impossible (tester or datalog fault).
-    physical_bounds: dict[int, tuple[float, float]] = Field(default_factory=dict)
+    physical_bounds: dict[TestRef, tuple[float, float]] = Field(default_factory=dict)
     default_bounds: tuple[float, float] = (-1e9, 1e9)
 
-    def bounds(self, test_num: int) -> tuple[float, float]:
-        return self.physical_bounds.get(test_num, self.default_bounds)
+    def bounds(self, test_num: int, test_id: str = "") -> tuple[float, float]:
+        ref = _first_ref(self.physical_bounds, test_num, test_id)
+        return self.default_bounds if ref is None else self.physical_bounds[ref]
+
+    def missing_rate(self, test_num: int, test_id: str = "") -> float:
+        ref = _first_ref(self.missing_rates, test_num, test_id)
+        return self.max_missing_rate if ref is None else self.missing_rates[ref]
+
+
+class Repeats(_Strict):
+    """What counts when a tester measures the same thing more than once."""
+
+    tests: Literal["last", "first", "all"] = Field(
+        default="last",
+        description="a test run more than once on a part (loops, a retest within the flow): "
+        "the last result (the one binning used), the first, or all as their own columns "
+        "(<column>.r2, .r3, ...)",
+    )
+    dies: Literal["last", "first", "all"] = Field(
+        default="last",
+        description="a die tested again (a retest: the same lot, wafer, x and y): its last "
+        "part (the final bin), its first, or every part as its own row",
+    )
 
 
 class Features(_Strict):
     """What the yield model sees of a die (see :mod:`yieldops.features`)."""
 
-    tests: list[int] | None = Field(
+    tests: list[TestRef] | None = Field(
         default=None,
-        description="parametric (PTR) test numbers, in column order; "
-        "None = every PTR test in the data except label_tests",
+        description="parametric tests (PTR, and each pin of an MPR) by number or test id, in "
+        "column order; None = every parametric test in the data except label_tests",
+    )
+    exclude: list[TestRef] = Field(
+        default_factory=list,
+        description="tests never used as features, e.g. tests a stop-on-fail flow runs only "
+        "on dies that passed the earlier ones: their mere absence tells the label",
     )
     include_position: bool = Field(
         default=True, description="x, y and radius from the wafer centre"
@@ -195,14 +240,65 @@ class Gate(_Strict):
         return self
 
 
+class Match(_Strict):
+    """Which landed files belong to a product: every field given must match (regular
+    expressions, searched; an empty field is a value like any other: ``^$`` matches it)."""
+
+    part_type: str | None = Field(default=None, description="MIR PART_TYP")
+    family: str | None = Field(default=None, description="MIR FAMLY_ID")
+    job_name: str | None = Field(default=None, description="MIR JOB_NAM")
+    process: str | None = Field(default=None, description="MIR PROC_ID")
+    path: str | None = Field(
+        default=None,
+        description="landing path prefix, e.g. 'landing/YO-ADC/' (the tester's upload folder)",
+    )
+    file_name: str | None = Field(default=None, description="the file's name")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> Match:
+        for field, pattern in self.patterns().items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"match.{field}: {pattern!r} is not a regex: {exc}") from exc
+        if not self.given():
+            raise ValueError("match: give at least one of " + ", ".join(Match.model_fields))
+        return self
+
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def patterns(self) -> dict[str, str]:
+        return {k: v for k, v in self.given().items() if k != "path"}
+
+
+class TesterHabits(_Strict):
+    """What the product's tester writes (from `yieldops product init`), for readers and for
+    the completeness rules of ingest."""
+
+    writes_pir: bool | None = Field(default=None, description="a PIR opens every part")
+    writes_mrr: bool | None = Field(default=None, description="an MRR ends every file")
+
+
+PRODUCT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class ProductConfig(_Strict):
-    name: str = Field(description="MIR PART_TYP of the product's files")
+    name: str = Field(
+        pattern=PRODUCT_NAME,
+        description="the product: curated partition, asset curated/<name>, model yield-<name>",
+    )
     description: str = ""
+    match: Match | None = Field(
+        default=None, description="which files are this product's; none: MIR PART_TYP == name"
+    )
+    tester: TesterHabits = TesterHabits()
     bins: Bins
-    wafer: WaferMap
-    label_tests: list[int] = Field(
+    wafer: WaferMap | None = Field(default=None, description="none for final test (no wafers)")
+    label_tests: list[TestRef] = Field(
         default_factory=list, description="tests whose limits decide the bin (not features)"
     )
+    repeats: Repeats = Repeats()
     validation: Validation = Validation()
     features: Features = Features()
     model: ModelSpec = ModelSpec()
@@ -211,10 +307,18 @@ class ProductConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_label_features(self) -> ProductConfig:
-        leaking = sorted(set(self.features.tests or ()) & set(self.label_tests))
+        leaking = [t for t in self.features.tests or () if t in self.label_tests]
         if leaking:
             raise ValueError(f"features.tests {leaking} are label_tests: they decide the bin")
         return self
+
+    def is_label_test(self, test_num: int, test_id: str) -> bool:
+        return _first_ref(self.label_tests, test_num, test_id) is not None
+
+    def is_feature_test(self, test_num: int, test_id: str) -> bool:
+        """Whether the model may see this test when the YAML lists no features.tests."""
+        excluded = _first_ref(self.features.exclude, test_num, test_id) is not None
+        return not (excluded or self.is_label_test(test_num, test_id))
 
 
 def config_dir() -> Path:
@@ -240,6 +344,11 @@ def load_yaml(path: Path, schema: type[ModelT], **extra: Any) -> ModelT:
 
 def load_product(path: Path) -> ProductConfig:
     return load_yaml(path, ProductConfig, source=path)
+
+
+def reload_products() -> None:
+    """Forget the product files read so far (e.g. after writing one in this process)."""
+    _products.cache_clear()
 
 
 @cache

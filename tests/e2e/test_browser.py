@@ -190,8 +190,8 @@ def check_data_docs(page: Page) -> None:
     expect(heading).to_have_text(re.compile(r"Validation of .* \(lot S0-L00\d\):\s+passed"))
     file, lot = re.search(r"of (\S+\.stdf) \(lot (\S+)\)", heading.inner_text()).groups()
     assert file == f"{PRODUCT}_{lot}.stdf"  # the landed file and its lot
-    expect(page.locator("tbody tr")).to_have_count(5)  # one row per validated frame ...
-    expect(page.locator("tbody tr .fa-check-circle.text-success")).to_have_count(5)  # all passed
+    expect(page.locator("tbody tr")).to_have_count(6)  # one row per validated frame ...
+    expect(page.locator("tbody tr .fa-check-circle.text-success")).to_have_count(6)  # all passed
     assert icon_font_loaded(page)
     shot(page, "06-data-docs-run")
 
@@ -207,7 +207,7 @@ def check_data_docs(page: Page) -> None:
     search = page.get_by_placeholder("Search")  # ... and searches them, client-side
     search.fill(file)
     search.press("Enter")
-    expect(page.get_by_role("cell", name=f"{file} (lot {lot})")).to_have_count(5)
+    expect(page.get_by_role("cell", name=f"{file} (lot {lot})")).to_have_count(6)
     shot(page, "08-data-docs-index")
 
 

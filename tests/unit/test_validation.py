@@ -20,6 +20,10 @@ from yieldops.validation import ValidationReport, expectation_suites, validate_t
 Tables = dict[str, pa.Table]
 ADC = product("YO-7NM-ADC")
 
+# The frames a file is validated as: lots, parts, tests, results, measurements, and the
+# measurements of the good dies.
+FRAMES = 6
+
 
 @pytest.fixture(scope="module")
 def adc(tmp_path_factory: pytest.TempPathFactory) -> Tables:
@@ -97,8 +101,8 @@ def test_die_outside_wafer(adc: Tables) -> None:
 @pytest.mark.parametrize(
     ("test_num", "pin", "value", "where"),
     [
-        (1000, None, 5000.0, "measurements.test_1000 (CONTACT_RES)"),  # configured bounds
-        (100, 3, -2.0e6, "measurements.test_100_pin3 (CONT_SIGNAL_PINS)"),  # default bounds
+        (1000, None, 5000.0, "measurements.1000_CONTACT_RES (CONTACT_RES)"),  # configured bounds
+        (100, 3, -2.0e6, "measurements.100_CONT_SIGNAL_PINS.pin3 (CONT_SIGNAL_PINS)"),  # default
     ],
 )
 def test_result_beyond_physical_bounds(
@@ -141,8 +145,8 @@ def test_test_mostly_missing(adc: Tables) -> None:
     report = validate_tables(edited(adc, "results", results.filter(pc.invert(dropped))), ADC)
 
     line = only_failure(report)
-    assert line.startswith("measurements.test_1003 (RO_FREQ): expect_column_values_to_not_be_null")
-    assert "row_condition=good == True" in line and "mostly=0.95" in line
+    missing = "good_measurements.1003_RO_FREQ (RO_FREQ): expect_column_values_to_not_be_null"
+    assert line.startswith(missing) and "mostly=0.95" in line
 
 
 def test_missing_column(adc: Tables) -> None:
@@ -193,15 +197,17 @@ def test_null_result_keys(adc: Tables) -> None:
 def test_suites_follow_product_config(adc: Tables) -> None:
     suites = expectation_suites(ADC, adc["tests"])
 
-    assert set(suites) == {"lots", "parts", "tests", "results", "measurements"}
+    assert set(suites) == {
+        "lots", "parts", "tests", "results", "measurements", "good_measurements",
+    }  # fmt: skip
     bounds = {
         e.column: (e.min_value, e.max_value)
         for e in suites["measurements"].expectations
         if isinstance(e, gxe.ExpectColumnValuesToBeBetween)
     }
-    assert bounds["test_1000"] == (0, 1000)  # physical_bounds of the ADC
-    assert bounds["test_4004"] == (-1e6, 1e6)  # default_bounds
-    assert "test_3000" not in bounds  # functional: pass/fail only
+    assert bounds["1000_CONTACT_RES"] == (0, 1000)  # physical_bounds of the ADC
+    assert bounds["4004_ADC_SNR"] == (-1e6, 1e6)  # default_bounds
+    assert "3000_FUNC_SCAN" not in bounds  # functional: pass/fail only
     (bins,) = (
         e for e in suites["parts"].expectations if isinstance(e, gxe.ExpectColumnValuesToBeInSet)
     )
@@ -216,7 +222,7 @@ def test_data_docs_page_of_the_run(adc: Tables, tmp_path: Path) -> None:
     text = page.read_text()
     assert "lot_one_file.stdf" in text
     links = re.findall(r'<a href="([^"]+)"', text)
-    assert len(links) == 5  # one GX page per validated frame
+    assert len(links) == FRAMES  # one GX page per validated frame
     for link in links:
         gx_page = (page.parent / link).resolve()
         assert gx_page.is_file()
@@ -255,7 +261,7 @@ def test_data_docs_need_no_internet_and_name_the_file_and_lot(adc: Tables, tmp_p
     report = validate_tables(adc, ADC, docs_dir=docs, stdf_file="tester-1/adc.stdf")
 
     gx_pages = sorted((docs / "validations").rglob("*.html"))
-    assert report.docs_page is not None and len(gx_pages) == 5
+    assert report.docs_page is not None and len(gx_pages) == FRAMES
     loaded = set()
     for page in (report.docs_page, docs / "index.html", *gx_pages):
         loaded |= _loaded(page)
@@ -284,11 +290,11 @@ def test_data_docs_keep_every_run(adc: Tables, tmp_path: Path) -> None:
 
     assert first.docs_page != second.docs_page
     assert first.docs_page.is_file() and second.docs_page.is_file()
-    assert len(list((docs / "validations").rglob("*.html"))) == 10
+    assert len(list((docs / "validations").rglob("*.html"))) == 2 * FRAMES
     index = (docs / "index.html").read_text()
     for run in (first, second):
         run_time = run.docs_page.stem
-        assert index.count(f"/same/{run_time}/") == 5
+        assert index.count(f"/same/{run_time}/") == FRAMES
 
 
 def _validate_into(docs: Path, tables: Tables, run_name: str) -> None:
@@ -314,5 +320,5 @@ def test_data_docs_from_concurrent_processes(adc: Tables, tmp_path: Path) -> Non
     index = (docs / "index.html").read_text()
     for i in range(3):
         assert len(list((docs / "runs" / f"file{i}").glob("*.html"))) == 1
-        assert len(list((docs / "validations").glob(f"*/*/file{i}/*/*.html"))) == 5
-        assert index.count(f"/file{i}/") == 5
+        assert len(list((docs / "validations").glob(f"*/*/file{i}/*/*.html"))) == FRAMES
+        assert index.count(f"/file{i}/") == FRAMES

@@ -5,11 +5,13 @@ frames are derived for the rules that need them:
 
 - ``parts`` gains ``radius`` (distance of the die from the wafer centre, in dies)
   and ``good`` (hard bin in the product's good bins);
-- ``measurements`` has one row per part and one column per measurement: the PTR
-  result of each parametric test, each pin's result of a multi-pin test (MPR,
-  ``test_<n>_pin<p>``: a pin is a separate measurement with the test's physical
-  bounds), and the pass/fail of each functional test (FTR, 1.0 or 0.0). A cell is
-  null when the part has no result for it.
+- ``measurements`` has one row per part and one column per measurement, named as the
+  model's features are (``curated.identity``): the PTR result of each parametric test,
+  each pin's result of a multi-pin test (MPR, ``<test_id>.pin<k>``: a pin is a separate
+  measurement with the test's physical bounds), and the pass/fail of each functional test
+  (FTR, 1.0 or 0.0). A cell is null when the part has no result for it; a test repeated
+  on a part counts as the product's ``repeats.tests`` says (first, else last);
+- ``good_measurements``: the rows of ``measurements`` of the good dies.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import pandas as pd
 import pyarrow as pa
 
 from yieldops.config import ProductConfig
+from yieldops.curated.identity import measurement_column
 
 RESULT_RECORDS = ("PTR", "MPR", "FTR")
 # The columns the measurements frame is derived from; without them it is not built
 # (the tables' own suites report the missing columns).
 MEASUREMENT_INPUTS = {
-    "tests": ("test_num", "record", "test_name", "pins"),
+    "tests": ("test_id", "test_num", "record", "test_name", "pins"),
     "parts": ("part_index", "hard_bin"),
-    "results": ("part_index", "test_num", "record", "pin", "result", "passed"),
+    "results": ("part_index", "test_id", "record", "pin", "result", "passed"),
 }
 
 
@@ -37,6 +40,7 @@ MEASUREMENT_INPUTS = {
 class Measurement:
     """One column of the measurements frame."""
 
+    test_id: str
     test_num: int
     test_name: str
     record: str  # PTR, MPR or FTR
@@ -44,8 +48,7 @@ class Measurement:
 
     @property
     def column(self) -> str:
-        suffix = "" if self.pin is None else f"_pin{self.pin}"
-        return f"test_{self.test_num}{suffix}"
+        return measurement_column(self.test_id, self.pin)
 
     @property
     def parametric(self) -> bool:
@@ -65,7 +68,9 @@ def measurements(tests: pa.Table) -> list[Measurement]:
             continue
         pins = test["pins"] if test["record"] == "MPR" else [None]
         found += [
-            Measurement(test["test_num"], test["test_name"] or "", test["record"], pin)
+            Measurement(
+                test["test_id"], test["test_num"], test["test_name"] or "", test["record"], pin
+            )
             for pin in pins or []
         ]
     return found
@@ -79,15 +84,20 @@ def validation_frames(
     frames["parts"] = parts_frame(tables["parts"], product)
     if all(_has(tables[name], columns) for name, columns in MEASUREMENT_INPUTS.items()):
         frames["measurements"] = measurements_frame(
-            tables["results"], frames["parts"], measurements(tables["tests"])
+            tables["results"],
+            frames["parts"],
+            measurements(tables["tests"]),
+            keep="first" if product.repeats.tests == "first" else "last",
         )
+        good = frames["measurements"]["good"].astype(bool)
+        frames["good_measurements"] = frames["measurements"][good].reset_index(drop=True)
     return frames
 
 
 def parts_frame(parts: pa.Table, product: ProductConfig) -> pd.DataFrame:
     """The parts table with the die's ``radius`` and ``good``, where their inputs exist."""
     frame = parts.to_pandas()
-    if _has(parts, ("x", "y")):
+    if product.wafer is not None and _has(parts, ("x", "y")):
         center_x, center_y = product.wafer.center
         frame["radius"] = np.hypot(frame["x"] - center_x, frame["y"] - center_y)
     if _has(parts, ("hard_bin",)):
@@ -96,24 +106,25 @@ def parts_frame(parts: pa.Table, product: ProductConfig) -> pd.DataFrame:
 
 
 def measurements_frame(
-    results: pa.Table, parts: pd.DataFrame, measured: Iterable[Measurement]
+    results: pa.Table, parts: pd.DataFrame, measured: Iterable[Measurement], keep: str = "last"
 ) -> pd.DataFrame:
-    """One row per part (``part_index``, ``good``), one column per measurement."""
+    """One row per part (``part_index``, ``good``), one column per measurement; a test
+    repeated on a part gives its ``keep`` (last or first) result."""
     measured = list(measured)
     columns = pd.DataFrame(
         {
-            "test_num": [m.test_num for m in measured],
+            "test_id": pd.Series([m.test_id for m in measured], dtype=object),
             "pin": pd.array([m.pin for m in measured], dtype="Float64"),
             "column": [m.column for m in measured],
         }
     )
     rows = results.select(list(MEASUREMENT_INPUTS["results"])).to_pandas()
+    rows["test_id"] = rows["test_id"].astype(str).astype(object)
     rows["pin"] = rows["pin"].astype("Float64")
     rows["value"] = rows["result"].where(rows["record"] != "FTR", _as_float(rows["passed"]))
-    # A test repeated on a part keeps its last result, the one binning used.
     wide = (
-        rows.merge(columns, on=["test_num", "pin"])
-        .drop_duplicates(["part_index", "column"], keep="last")
+        rows.merge(columns, on=["test_id", "pin"])
+        .drop_duplicates(["part_index", "column"], keep=keep)
         .pivot(index="part_index", columns="column", values="value")
         .reindex(columns=columns["column"])
     )
