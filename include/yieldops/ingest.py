@@ -7,16 +7,20 @@ as a plain function.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import ConfigError, ProductConfig, product
+import pyarrow as pa
+
+from .config import ConfigError, ProductConfig
 from .landing.claims import ClaimedFile
-from .landing.ledger import CURATED, QUARANTINED, Ledger
+from .landing.ledger import CURATED, DUPLICATE, QUARANTINED, Ledger, LedgerEntry
 from .landing.zones import LandingZone
+from .product_match import FileFacts, NoProductMatch, match_product
 from .stdf import StdfError, read_tables
 
 log = logging.getLogger(__name__)
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 class IngestOutcome:
     sha256: str
     key: str
-    status: str  # curated or quarantined
+    status: str  # curated, quarantined or duplicate
     product: str | None = None
     lot_id: str | None = None
     location: str | None = None  # curated folder, or where the quarantined copy went
@@ -64,7 +68,7 @@ def ingest_file(
     """
     started = time.perf_counter()
     try:
-        outcome = _curate(claimed, zone, run_id, curated_dir, docs_dir, config_dir)
+        outcome = _curate(claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir)
     except Quarantine as bad:
         location = zone.quarantine(claimed.key, _reason_record(claimed, zone, run_id, bad))
         outcome = IngestOutcome(
@@ -94,6 +98,7 @@ def ingest_file(
 def _curate(
     claimed: ClaimedFile,
     zone: LandingZone,
+    ledger: Ledger,
     run_id: str,
     curated_dir: Path,
     docs_dir: Path | None,
@@ -102,16 +107,20 @@ def _curate(
     from .curated.dataset import write_file_tables
     from .validation import validate_tables
 
+    content = hashlib.sha256()
     try:
         with zone.open(claimed.key) as stream:
-            tables = read_tables(stream)
+            tables = read_tables(stream, digest=content)
     except StdfError as exc:
         raise Quarantine("decode", exc.reason, offset=exc.offset, record=exc.record) from exc
-    lot = tables["lots"].to_pylist()[0]
-    lot_id, product_name = lot["lot_id"], lot["product"]
-    config = _product_config(product_name, lot_id, config_dir)
-    if not lot_id:
-        raise Quarantine("decode", "MIR has no LOT_ID", product=product_name)
+    first = ledger.take_content(content.hexdigest(), claimed.sha256)
+    if first != claimed.sha256:
+        return _duplicate(claimed, ledger.get(first), tables)
+    if tables["lots"]["lot_id"][0].as_py() is None:
+        raise Quarantine("decode", "no MIR: the file does not say which lot it tested")
+    config = _product_config(FileFacts.of(claimed.key, tables["lots"]), config_dir)
+    tables = with_product(tables, config.name)
+    product_name, lot_id = config.name, tables["lots"]["lot_id"][0].as_py()
     report = validate_tables(
         tables,
         config,
@@ -142,11 +151,36 @@ def _curate(
     )
 
 
-def _product_config(name: str | None, lot_id: str | None, config_dir: Path | None) -> ProductConfig:
+def _duplicate(claimed: ClaimedFile, first: LedgerEntry | None, tables: dict) -> IngestOutcome:
+    """A file whose decoded content landed before (e.g. the .stdf of a .stdf.gz): not
+    curated again; the outcome names the first."""
+    name = f"{first.source_key} ({first.status})" if first else "a file no longer in the ledger"
+    return IngestOutcome(
+        claimed.sha256,
+        claimed.key,
+        DUPLICATE,
+        product=first.product if first else None,
+        lot_id=tables["lots"]["lot_id"][0].as_py(),
+        location=first.output if first else None,
+        reason=f"same STDF content as {name}: curated once",
+    )
+
+
+def _product_config(facts: FileFacts, config_dir: Path | None) -> ProductConfig:
     try:
-        return product(name or "", config_dir)
-    except ConfigError as exc:
-        raise Quarantine("product", str(exc), product=name, lot_id=lot_id) from exc
+        return match_product(facts, config_dir)
+    except (NoProductMatch, ConfigError) as exc:
+        raise Quarantine("product", str(exc), part_type=facts.part_type) from exc
+
+
+def with_product(tables: dict[str, pa.Table], product_name: str) -> dict[str, pa.Table]:
+    """The tables with ``lots.product`` set to the product the file was matched to."""
+    lots = tables["lots"]
+    column = pa.array([product_name] * lots.num_rows, pa.string())
+    return {
+        **tables,
+        "lots": lots.set_column(lots.schema.get_field_index("product"), "product", column),
+    }
 
 
 def _reason_record(claimed: ClaimedFile, zone: LandingZone, run_id: str, bad: Quarantine) -> dict:

@@ -101,9 +101,10 @@ def publish(outcomes, outlet_events) -> dict[str, int]:
     """An asset event per product that received new curated data (and none otherwise)."""
     from airflow.sdk import Asset, AssetAlias
 
-    files = Counter(o["product"] for o in outcomes if o)
+    curated = [o for o in outcomes if o and o["status"] == "curated"]  # not duplicates
+    files = Counter(o["product"] for o in curated)
     lots: dict[str, set] = {}
-    for o in filter(None, outcomes):
+    for o in curated:
         lots.setdefault(o["product"], set()).add(o["lot_id"])
     for product, count in files.items():
         outlet_events[AssetAlias(CURATED_ALIAS)].add(

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.integration.conftest import load_dag
 
-from yieldops.landing.ledger import CURATED, QUARANTINED, Ledger
+from yieldops.landing.ledger import CURATED, DUPLICATE, QUARANTINED, Ledger
 from yieldops.stdf.writer import StdfWriter
 from yieldops.synth import synthesize
 
@@ -42,6 +42,8 @@ def plant(tmp_path, monkeypatch, airflow_db):
         landing / "tester-b", lots=1, wafers_per_lot=1, seed=3, first_lot=2, compression="gz"
     )
     shutil.copy(good[0], landing / "tester-b" / "resent-under-another-name.stdf")
+    # The gzip-compressed lot landed again uncompressed: other bytes, the same STDF content.
+    synthesize(landing / "tester-c", lots=1, wafers_per_lot=1, seed=3, first_lot=2)
     (landing / "tester-a" / "cut.stdf").write_bytes(good[1].read_bytes()[:50_000])
     (landing / "tester-a" / "badbin.stdf").write_bytes(_bad_bins_file())
     return home
@@ -65,7 +67,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     assert states[("wait_for_files", -1)] == "success"
     assert states[("claim", -1)] == "success"
     ingest_states = sorted(s for (task, _), s in states.items() if task == "ingest")
-    assert ingest_states == ["failed", "failed", "success", "success", "success"]
+    assert ingest_states == ["failed", "failed", "success", "success", "success", "success"]
     assert states[("publish", -1)] == "success" and states[("report", -1)] == "failed"
 
     ledger = Ledger(f"sqlite:///{plant / 'ledger.db'}")
@@ -73,14 +75,21 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     assert sorted(entries) == [
         "tester-a/YO-7NM-ADC_S3-L001.stdf", "tester-a/YO-7NM-ADC_S3-L002.stdf",
         "tester-a/badbin.stdf", "tester-a/cut.stdf", "tester-b/YO-7NM-ADC_S3-L003.stdf.gz",
-    ]  # fmt: skip  # the resent copy is the same content: not a second entry
+        "tester-c/YO-7NM-ADC_S3-L003.stdf",
+    ]  # fmt: skip  # the resent copy is the same bytes: not a second entry
     assert entries["tester-a/cut.stdf"].status == QUARANTINED
     assert "ends inside a record" in entries["tester-a/cut.stdf"].reason
     assert entries["tester-a/badbin.stdf"].status == QUARANTINED
     assert entries["tester-a/badbin.stdf"].reason.startswith("validation")
 
     curated = sorted(e.lot_id for e in entries.values() if e.status == CURATED)
-    assert curated == ["S3-L001", "S3-L002", "S3-L003"]
+    assert curated == ["S3-L001", "S3-L002", "S3-L003"]  # S3-L003 once, gzip or not
+    (copy,) = [e for e in entries.values() if e.status == DUPLICATE]
+    first = entries["tester-b/YO-7NM-ADC_S3-L003.stdf.gz"]
+    assert copy.lot_id == "S3-L003" and copy.output == first.output
+    assert copy.reason == (
+        "same STDF content as tester-b/YO-7NM-ADC_S3-L003.stdf.gz (curated): curated once"
+    )
     for entry in entries.values():
         if entry.status == CURATED:
             parts = pq.read_table(f"{entry.output}/parts.parquet")
@@ -111,7 +120,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}
 
     # A dry run lists a newly landed file without claiming it.
-    synthesize(plant / "landing" / "tester-c", lots=1, wafers_per_lot=1, seed=3, first_lot=3)
+    synthesize(plant / "landing" / "tester-d", lots=1, wafers_per_lot=1, seed=3, first_lot=3)
     dry = load_dag("stdf_ingest").test(run_conf={"dry_run": True})
     assert dry.state == "success"
     assert len(ledger.entries()) == len(entries)

@@ -5,6 +5,13 @@ twice, or under a new name, are one entry. A claim is one atomic statement
 (insert-if-absent, or a conditional update), so two concurrent runs never
 take the same file. SQLite by default, PostgreSQL (or any SQLAlchemy URL) in
 production.
+
+A file is also known by its decoded content: the SHA-256 of its STDF bytes once
+decompressed (``yieldops_landed_contents``), so the same lot landed as ``x.stdf.gz`` and
+as ``x.stdf`` is curated once; the second ends ``duplicate``, naming the first. The
+bytes' hash stays the key of a claim (it is known before decoding, from a listing and
+one read); the content's hash is known only once the file is decoded, so ingest takes
+the content (:meth:`Ledger.take_content`) before it curates.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
-FINAL = (CURATED, QUARANTINED)
+DUPLICATE = "duplicate"  # the same decoded content as a file landed before
+FINAL = (CURATED, QUARANTINED, DUPLICATE)
 # A claim older than this whose run never finished it (worker lost) may be taken again.
 DEFAULT_STALE_CLAIM = timedelta(hours=2)
 
@@ -69,6 +77,16 @@ landed_sources = Table(
     Column("version", Text, primary_key=True),
     Column("sha256", String(64), nullable=False, index=True),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The decoded content of each landed file, and the file (bytes hash) that took it first.
+landed_contents = Table(
+    "yieldops_landed_contents",
+    metadata,
+    Column("content_sha256", String(64), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -215,7 +233,7 @@ class Ledger:
         lot_id: str | None = None,
     ) -> bool:
         """Record the outcome of a claim held by ``run_id``; False if the run no longer holds it."""
-        if status not in (CURATED, QUARANTINED, FAILED):
+        if status not in (*FINAL, FAILED):
             raise ValueError(f"not a final status: {status!r}")
         statement = (
             update(landed_files)
@@ -235,6 +253,21 @@ class Ledger:
         )
         with self.engine.begin() as conn:
             return conn.execute(statement.returning(landed_files.c.sha256)).first() is not None
+
+    def take_content(self, content_sha256: str, sha256: str) -> str:
+        """The file (bytes hash) that owns this decoded content: ``sha256`` when it is the
+        first to land it (or took it before, e.g. when reprocessed); else the earlier one."""
+        statement = (
+            _insert(self.engine)(landed_contents)
+            .values(content_sha256=content_sha256, sha256=sha256, taken_at=_now())
+            .on_conflict_do_nothing()
+        )
+        owner = select(landed_contents.c.sha256).where(
+            landed_contents.c.content_sha256 == content_sha256
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+            return conn.execute(owner).scalar_one()
 
     def release_unfinished(self, run_id: str, reason: str) -> list[str]:
         """Mark the files a run claimed but never finished as failed, so a later run retries."""
