@@ -25,7 +25,10 @@ updates, and triggerable from the UI for one product.
 2. **build_features**: one row per die from the curated dataset: the
    product's parametric tests (label-defining tests excluded), die position
    and site; label *good* when the hard bin is a good bin. The newest lot(s)
-   are held out; no lot is split.
+   are held out; no lot is split. With too few lots, the newest wafers are
+   held out (never splitting a wafer); with too little data to train and
+   judge at all, **not_enough_data** ends the run: "skipped: not enough
+   data", with the numbers (not a gate rejection).
 3. **train**: the product's scikit-learn Pipeline (imputation + estimator
    from the product YAML).
 4. **evaluate**: holdout metrics of the challenger, and of the current
@@ -79,6 +82,14 @@ def yield_training():
     def build_features(run: dict) -> dict:
         return steps.build_features(run)
 
+    @task.branch
+    def enough_data(run: dict) -> str:
+        return steps.enough_data(run)
+
+    @task
+    def not_enough_data(run: dict) -> dict:
+        return steps.not_enough_data(run)
+
     @task
     def train(run: dict) -> dict:
         return steps.train(run)
@@ -107,7 +118,10 @@ def yield_training():
     TriggerDagRunOperator.partial(
         task_id="train_other_products", trigger_dag_id="yield_training"
     ).expand(conf=other_products(planned))
-    evaluated = evaluate(train(build_features(planned)))
+    features = build_features(planned)
+    trained = train(features)
+    enough_data(features) >> [trained, not_enough_data(features)]
+    evaluated = evaluate(trained)
     gate(evaluated) >> [register(evaluated), reject(evaluated)]
 
 

@@ -53,35 +53,59 @@ def _config(run: dict):
 
 
 def build_features(run: dict) -> dict:
-    from yieldops.features import build_feature_table, split_by_lot
+    """The feature table, split into training and holdout dies (written to the run folder);
+    ``not_enough_data`` says why instead when no model can be trained and judged."""
+    from yieldops.features import NotEnoughData, build_feature_table, split_for_training
 
     settings, config = runtime_settings(), _config(run)
     table = build_feature_table(settings.curated_dir, config)
     holdout_lots = run["holdout_lots"] or config.model.holdout_lots
-    train, holdout = split_by_lot(table, holdout_lots, config.model.train_lots)
+    try:
+        split = split_for_training(table, holdout_lots, config.model.train_lots)
+    except NotEnoughData as exc:
+        log.warning("%s", exc)
+        return {**run, "not_enough_data": str(exc)}
     folder = Path(run["run_dir"])
-    train.frame.to_parquet(folder / "train.parquet")
-    holdout.frame.to_parquet(folder / "holdout.parquet")
+    split.train.frame.to_parquet(folder / "train.parquet")
+    split.holdout.frame.to_parquet(folder / "holdout.parquet")
     lineage = {
-        split: {"lots": part.lots, "files": part.lineage()}
-        for split, part in (("train", train), ("holdout", holdout))
+        name: {"lots": part.lots, "files": part.lineage()}
+        for name, part in (("train", split.train), ("holdout", split.holdout))
     }
     (folder / "lineage.json").write_text(json.dumps(lineage, indent=2))
     log.info(
-        "%d dies: train lots %s (%d), holdout lots %s (%d), %d features",
+        "%d dies, %d features: %s; training %d dies, holdout %d dies",
         table.n_dies,
-        train.lots,
-        train.n_dies,
-        holdout.lots,
-        holdout.n_dies,
         len(table.feature_columns),
+        split.note,
+        split.train.n_dies,
+        split.holdout.n_dies,
     )
     return {
         **run,
         "feature_columns": table.feature_columns,
-        "train_lots": train.lots,
-        "holdout_lot_ids": holdout.lots,
+        "train_lots": split.train.lots,
+        "holdout_lot_ids": split.holdout.lots,
+        "holdout": {"by": split.by, "note": split.note},
     }
+
+
+def enough_data(run: dict) -> str:
+    return "not_enough_data" if run.get("not_enough_data") else "train"
+
+
+def not_enough_data(run: dict) -> dict:
+    """No model this time: said as such (not as a gate rejection) in the note and the
+    notification."""
+    from yieldops_airflow.notifiers import YieldopsNotifier
+
+    reason = run["not_enough_data"]
+    set_run_note("yield_training", run["run_id"], f"{run['product']}: skipped: {reason}")
+    YieldopsNotifier().send(
+        f"yield_training: {run['product']} skipped: not enough data",
+        {"run_id": run["run_id"], "reason": reason},
+    )
+    return {"skipped": True, "reason": reason}
 
 
 def _frames(run: dict):
@@ -209,7 +233,7 @@ def _log_run(run: dict, tags: dict) -> str:
         data_source=f"{runtime_settings().curated_dir}/product={run['product']}",
         pictures=_pictures(holdout, probability, evaluation, config),
         run_name=f"{run['product']} {run['run_id']}",
-        tags={"airflow_run_id": run["run_id"], **tags},
+        tags={"airflow_run_id": run["run_id"], "holdout": run["holdout"]["note"], **tags},
     )
     _link_mlflow_run(experiment, mlflow_run)
     return mlflow_run
@@ -281,10 +305,17 @@ def register(run: dict, outlet_events) -> dict:
         "yield_training",
         run["run_id"],
         f"{run['product']}: registered {name} v{version} as challenger. "
+        + _holdout_note(run)
         + " ".join(result["reasons"]),
     )
     log.info("registered %s version %s as challenger (MLflow run %s)", name, version, mlflow_run)
     return {"model": name, "version": version, "mlflow_run_id": mlflow_run}
+
+
+def _holdout_note(run: dict) -> str:
+    """How the holdout was chosen, when it was not the usual newest lot(s)."""
+    holdout = run["holdout"]
+    return "" if holdout["by"] == "lots" else f"Few lots: {holdout['note']}. "
 
 
 def reject(run: dict) -> dict:
@@ -300,7 +331,9 @@ def reject(run: dict) -> dict:
     )
     log.warning("challenger rejected, nothing registered: %s", reason)
     set_run_note(
-        "yield_training", run["run_id"], f"{run['product']}: rejected by the gate: {reason}"
+        "yield_training",
+        run["run_id"],
+        f"{run['product']}: rejected by the gate: {_holdout_note(run)}{reason}",
     )
     YieldopsNotifier().send(
         f"yield_training: {run['product']} challenger rejected by the gate",

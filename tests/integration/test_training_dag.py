@@ -155,3 +155,55 @@ def test_register_then_reject_worse_data_then_pass_against_a_weaker_champion(
     metrics = client.get_run(latest.run_id).data.metrics
     assert metrics["roc_auc"] > metrics["champion_roc_auc"] + 0.1
     assert _asset_events(f"model/{MODEL}/challenger") == 2  # none for the rejected run
+
+
+def test_too_little_data_is_skipped_not_rejected(tmp_path, monkeypatch, airflow_db):
+    home = tmp_path / "home"
+    monkeypatch.setenv("YIELDOPS_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _curate(
+        synthesize(tmp_path / "stdf", lots=1, wafers_per_lot=1, product=PRODUCTS[PRODUCT]), home
+    )
+
+    run = load_dag("yield_training").test(run_conf={"product": PRODUCT})
+
+    assert run.state == "success"
+    states = task_states(run)
+    assert states["not_enough_data"] == "success"
+    assert {states[t] for t in ("train", "evaluate", "gate", "register", "reject")} == {"skipped"}
+    skipped = _xcom(run, "not_enough_data", "return_value")
+    assert skipped["skipped"] is True
+    assert skipped["reason"].startswith(
+        f"{PRODUCT}: not enough data: 1 lot(s) cannot give 1 holdout lot(s) and a training lot"
+    )
+    assert "dies are on one wafer (a wafer is never split)" in skipped["reason"]
+    mlflow.set_tracking_uri(None)
+
+
+def test_one_lot_of_several_wafers_reaches_a_gate_verdict(tmp_path, monkeypatch, airflow_db):
+    """Fewer lots than a lot holdout needs: the newest wafers are held out, the gate judges."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("YIELDOPS_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = PRODUCTS[PRODUCT]
+    _curate(synthesize(tmp_path / "stdf", lots=1, wafers_per_lot=4, product=spec), home)
+
+    run = load_dag("yield_training").test(run_conf={"product": PRODUCT})
+
+    assert run.state == "success"
+    states = task_states(run)
+    assert states["not_enough_data"] == "skipped" and states["gate"] == "success"
+    verdict = "register" if states["register"] == "success" else "reject"
+    assert states["reject" if verdict == "register" else "register"] == "skipped"
+    features = _xcom(run, "build_features", "return_value")
+    assert features["holdout"]["by"] == "wafers"
+    assert "held out the newest 1 of 4 wafers" in features["holdout"]["note"]
+    client = _client(home)
+    (mlflow_run,) = client.search_runs(
+        [client.get_experiment_by_name(f"yield/{PRODUCT}").experiment_id]
+    )
+    assert mlflow_run.data.tags["holdout"] == features["holdout"]["note"]  # said in MLflow
+    assert (
+        mlflow_run.data.metrics["accuracy"] > 0 and "no_skill.accuracy" in mlflow_run.data.metrics
+    )
+    mlflow.set_tracking_uri(None)

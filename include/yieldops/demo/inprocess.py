@@ -3,9 +3,9 @@ for people without an Airflow deployment. Airflow-facing (it imports Airflow, af
 pointing it at a throwaway home); the gateway a rollout steers is a local child process.
 
 1. the files are copied into the landing zone and ``stdf_ingest`` runs once;
-2. each product that got curated data and has a deployment target trains
-   (``yield_training``); a registered challenger is rolled out (``model_rollout``) to a
-   local gateway, with curated dies replayed to it while the rollout's steps run.
+2. each product that got curated data trains (``yield_training``); a registered
+   challenger of a product with a deployment target is rolled out (``model_rollout``) to
+   a local gateway, with curated dies replayed to it while the rollout's steps run.
 
 The console gets one line per step and outcome; Airflow's logs (every task's), and
 whatever else this process and its children print, go to a log file named at the start
@@ -143,16 +143,16 @@ def _dies(curated_file: Path) -> int:
 def _train_and_roll_out(product: str, home: Path, say: Callable[[str], None]) -> int:
     from yieldops.rollout.targets import targets_for
 
-    targets = targets_for(product)
-    if not targets:
-        say(f"train {product}: not trained, no deployment target in targets.yaml")
-        return EXIT_OK
     training = _dag("yield_training").test(run_conf={"product": product})
     registered = _returned(training, "register")
     say(f"train {product}: {_training_outcome(training, registered, home)}")
     if registered is None:
         return EXIT_OK if training.state == "success" else EXIT_BAD_INPUT
     model, version = registered["model"], registered["version"]
+    targets = targets_for(product)
+    if not targets:
+        say(f"rollout {model} v{version}: not rolled out, no deployment target in targets.yaml")
+        return EXIT_OK
     gateways = [_gateway(home, product, t.conn_id) for t in targets]
     stop = threading.Event()
     try:
@@ -181,6 +181,9 @@ def _training_outcome(training: Any, registered: dict | None, home: Path) -> str
         model, version = registered["model"], registered["version"]
         tags = _mlflow(home).get_model_version(model, str(version)).tags
         return f"registered {model} v{version} ({', '.join(metric_lines(gate_checks(tags)))})"
+    skipped = _returned(training, "not_enough_data")
+    if skipped is not None:
+        return f"skipped: {skipped['reason'].split(': ', 1)[-1]}"  # the reason names the product
     rejected = _returned(training, "reject")
     if rejected is not None:
         failed = [r for r in rejected["reasons"] if "FAIL" in r] or rejected["reasons"]
