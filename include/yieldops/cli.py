@@ -31,12 +31,14 @@ def stdf_stem(path: Path) -> str:
 
 def file_summary(path: Path) -> dict:
     """Records by type, parts, yield and test setup of one STDF file."""
+    from yieldops.features import one_part_per_die, with_wafer_names
     from yieldops.stdf import read_tables, record_counts
 
     tables = read_tables(path)
     lot = tables["lots"].to_pylist()[0]
-    passed = tables["parts"].column("passed").to_pylist()
-    graded = [p for p in passed if p is not None]
+    # A die tested again (a retest at the same x, y) counts once, by its last part.
+    dies = one_part_per_die(with_wafer_names(tables["parts"].to_pandas().assign(file="")), "last")
+    graded = [p for p in dies["passed"].tolist() if p is not None]
     return {
         "file": str(path),
         "lot_id": lot["lot_id"],
@@ -44,6 +46,7 @@ def file_summary(path: Path) -> dict:
         "tester": " ".join(filter(None, (lot["tester_type"], lot["tester_node"]))),
         "byte_order": lot["byte_order"],
         "parts": tables["parts"].num_rows,
+        "dies": len(dies),
         "good_parts": sum(graded),
         "yield": round(sum(graded) / len(graded), 4) if graded else None,
         "wafers": tables["wafers"].num_rows,
@@ -59,8 +62,10 @@ def _print_summary(summary: dict) -> None:
     print(
         f"  lot {summary['lot_id']!r}  product {summary['product']!r}  tester {summary['tester']!r}"
     )
+    retests = summary["parts"] - summary["dies"]
+    parts = f"{summary['parts']} parts" + (f" ({retests} retests)" if retests else "")
     print(
-        f"  {summary['parts']} parts, {summary['good_parts']} good ({yield_text}), "
+        f"  {parts}, {summary['good_parts']} good ({yield_text}), "
         f"{summary['wafers']} wafers, {summary['tests']} tests, {summary['results']} results, "
         f"{summary['byte_order']}-endian"
     )
@@ -131,10 +136,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
         lots=args.lots,
         wafers_per_lot=args.wafers,
         seed=args.seed,
-        product=PRODUCTS[args.product],
+        product=PRODUCTS[args.product] if args.product else None,
         byte_order="<" if args.byte_order == "little" else ">",
         compression=args.compress,
         first_lot=args.first_lot,
+        tester_style=args.tester_style,
     )
     for path in paths:
         print(path)
@@ -264,9 +270,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if any(r.failed for r in results) else EXIT_OK
 
 
+def cmd_product_init(args: argparse.Namespace) -> int:
+    """Profile tester files into products/NAME.yaml, then run its suites on the files."""
+    from yieldops.config import config_dir
+    from yieldops.product_init import InitRefused, UnusableFile, format_outcome, init_product
+    from yieldops.stdf import StdfError
+
+    try:
+        outcome = init_product(args.files, args.name, args.config or config_dir(), force=args.force)
+    except InitRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StdfError, UnusableFile, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_outcome(outcome))
+    return EXIT_OK if outcome.passed else EXIT_BAD_INPUT
+
+
+def cmd_curated_migrate(args: argparse.Namespace) -> int:
+    """Rewrite curated data from before test identity; say what each folder became."""
+    from yieldops.curated.migrate import migrate
+    from yieldops.settings import load_settings
+
+    root = args.curated or load_settings().curated_dir
+    done = migrate(root)
+    for folder in done:
+        print(f"migrated {folder.folder}: {folder.tests} tests, {folder.results} results")
+        if folder.reused_numbers:
+            print(
+                f"  test numbers {folder.reused_numbers} have more results on a part than pins: "
+                "loops, or several tests under one number, which only ingesting the file again "
+                "(stdf_ingest param reprocess_lot) tells apart"
+            )
+    print(
+        f"{len(done)} folder(s) migrated under {root}"
+        if done
+        else f"nothing to migrate under {root}"
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from yieldops.layout import dags_folder
-    from yieldops.synth import PRODUCTS
+    from yieldops.synth import PRODUCTS, TESTER_STYLES
 
     parser = argparse.ArgumentParser(
         prog="yieldops", description="STDF tester data to a validated, deployed yield model."
@@ -295,7 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--first-lot", type=int, default=0, help="index of the first lot in the series"
     )
-    synth.add_argument("--product", choices=sorted(PRODUCTS), default=next(iter(PRODUCTS)))
+    synth.add_argument(
+        "--product",
+        choices=sorted(PRODUCTS),
+        default=None,
+        help=f"default: {next(iter(PRODUCTS))}, or the tester style's own test program",
+    )
+    synth.add_argument(
+        "--tester-style",
+        choices=sorted(TESTER_STYLES),
+        default=None,
+        help="write the files as this tester family does: record layout, empty fields, "
+        "test naming (yieldops.synth.styles; default yo-ate)",
+    )
     synth.add_argument("--byte-order", choices=["little", "big"], default="little")
     synth.add_argument("--compress", choices=["gz", "bz2"], default=None)
     synth.set_defaults(run=cmd_synth)
@@ -354,6 +413,34 @@ def build_parser() -> argparse.ArgumentParser:
         '(eval "$(yieldops paths)")',
     )
     paths.set_defaults(run=cmd_paths)
+
+    product = commands.add_parser("product", help="product configurations").add_subparsers(
+        dest="product_command", required=True
+    )
+    init = product.add_parser(
+        "init", help="write a product YAML from real tester files and check the files on it"
+    )
+    init.add_argument("files", nargs="+", type=Path, help="STDF files of one device")
+    init.add_argument("--name", required=True, help="the product (curated/<NAME>, yield-<NAME>)")
+    init.add_argument(
+        "--config",
+        type=Path,
+        metavar="DIR",
+        help="writes DIR/products/NAME.yaml (default: $YIELDOPS_CONFIG_DIR, else include/config)",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing NAME.yaml")
+    init.set_defaults(run=cmd_product_init)
+
+    curated = commands.add_parser("curated", help="the curated dataset").add_subparsers(
+        dest="curated_command", required=True
+    )
+    migrate = curated.add_parser(
+        "migrate", help="rewrite curated data written before test identity (test_id)"
+    )
+    migrate.add_argument(
+        "--curated", type=Path, metavar="DIR", help="default: YIELDOPS_CURATED_DIR"
+    )
+    migrate.set_defaults(run=cmd_curated_migrate)
 
     check = commands.add_parser(
         "check", help="before a push: product and target YAML, DAG files, expectation suites"

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from tests.conftest import ROOT
 
 from yieldops.checks.config_files import check_config
+from yieldops.checks.suites import check_suites
+from yieldops.curated.dataset import write_file_tables
+from yieldops.ingest import with_product
+from yieldops.stdf import read_tables
+from yieldops.synth import PRODUCTS, synthesize
 
 FIXTURES = ROOT / "tests" / "fixtures" / "check"
 YIELDOPS = Path(sys.executable).parent / "yieldops"
 SYNTAX_ERROR_DAG = '"""An Airflow DAG file that is not Python."""\n\n\ndef broken(:\n    pass\n'
 
 
-def start_check(*args: str) -> subprocess.Popen:
+def start_check(*args: str, curated: Path) -> subprocess.Popen:
     """The installed command, as a data engineer runs it from the checkout."""
     return subprocess.Popen(
         [str(YIELDOPS), "check", *args],
         cwd=ROOT,
+        env={**os.environ, "YIELDOPS_CURATED_DIR": str(curated)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -58,11 +67,15 @@ def broken_dags(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(broken_dags):
-    """The project's check and the fixtures' side by side: most of each is importing."""
+def runs(broken_dags, tmp_path_factory):
+    """The project's check and the fixtures' side by side: most of each is importing.
+    Nothing is curated: the suites run on synthetic lots."""
+    curated = tmp_path_factory.mktemp("nothing-curated")
     started = {
-        "project": start_check(),
-        "broken": start_check("--dags", str(broken_dags), "--config", str(FIXTURES / "config")),
+        "project": start_check(curated=curated),
+        "broken": start_check(
+            "--dags", str(broken_dags), "--config", str(FIXTURES / "config"), curated=curated
+        ),
     }
     return {name: finish(process) for name, process in started.items()}
 
@@ -169,3 +182,46 @@ def test_yaml_the_loader_cannot_take_is_a_failure_not_a_crash(tmp_path):
         (f"{tmp_path / 'targets.yaml'}:2", "targets.0.product: Field required"),
         (f"{tmp_path / 'targets.yaml'}:2", "targets.0.conn_id: Field required"),
     ]
+
+
+def curate_synthetic_lots(root: Path, product: str, lots: int, bad_lot: int) -> list[str]:
+    """Lots of the product curated as ingest curates them, lot ``bad_lot`` with a die in a
+    bin the product does not declare; their lot ids, oldest first."""
+    ids = []
+    for index, path in enumerate(
+        synthesize(root / "landing", lots=lots, wafers_per_lot=1, product=PRODUCTS[product])
+    ):
+        tables = with_product(read_tables(path), product)
+        if index == bad_lot:
+            parts = tables["parts"]
+            bins = parts["hard_bin"].to_numpy().copy()
+            bins[0] = 99
+            column = parts.schema.get_field_index("hard_bin")
+            tables["parts"] = parts.set_column(column, "hard_bin", pa.array(bins, pa.uint16()))
+        lot_id = tables["lots"]["lot_id"][0].as_py()
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        write_file_tables(tables, root / "curated", product, lot_id, sha)
+        ids.append(lot_id)
+    return ids
+
+
+@pytest.mark.parametrize("bad_lot", [1, 0], ids=["newest-bad", "older-bad"])
+def test_suites_run_on_the_newest_curated_lot_and_say_so(tmp_path, bad_lot):
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "include" / "config" / "products", config / "products")
+    lots = curate_synthetic_lots(tmp_path, "YO-7NM-ADC", lots=2, bad_lot=bad_lot)
+    results = {Path(r.where).stem: r for r in check_suites(config, tmp_path / "curated")}
+    adc, pmic = results["YO-7NM-ADC"], results["YO-28NM-PMIC"]
+    on_newest = rf"on curated lot {re.escape(repr(lots[-1]))}, file [0-9a-f]{{12}} \(\d+ dies\)"
+    if bad_lot == len(lots) - 1:  # the newest lot is the one checked: its undeclared bin fails
+        assert adc.failed
+        assert re.search(rf"YO-7NM-ADC: 1 of \d+ expectations failed {on_newest}", adc.detail)
+        assert "parts.hard_bin: expect_column_values_to_be_in_set" in adc.detail
+    else:  # the older, broken lot is not
+        assert adc.status == "OK"
+        assert re.search(rf"YO-7NM-ADC: \d+ expectations {on_newest}$", adc.detail)
+    # Nothing curated of the other product: its synthetic twin, and the line says so.
+    assert pmic.status == "OK"
+    assert re.search(
+        r"YO-28NM-PMIC: \d+ expectations on a synthetic lot \(\d+ dies\)$", pmic.detail
+    )

@@ -36,6 +36,19 @@ def test_info_reports_parts_yield_and_records(landing, capsys):
         assert s["product"] == "YO-7NM-ADC"
 
 
+def test_info_counts_a_retested_die_once(tmp_path, capsys):
+    import json
+
+    from yieldops.synth import synthesize
+
+    (path,) = synthesize(tmp_path, lots=1, wafers_per_lot=1, seed=0, tester_style="inhouse")
+    assert main(["stdf", "info", "--json", str(path)]) == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parts"] > summary["dies"]  # failing dies probed again at the wafer's end
+    assert summary["good_parts"] <= summary["dies"]
+    assert summary["yield"] == round(summary["good_parts"] / summary["dies"], 4)
+
+
 def test_convert_writes_parquet_tables(landing, tmp_path, capsys):
     files = sorted(landing.iterdir())
     assert main(["stdf", "convert", str(files[0]), "--out", str(tmp_path)]) == EXIT_OK
