@@ -517,6 +517,8 @@ def test_dropped_copies_are_counted_by_reason_and_logged(settings, models, tmp_p
         _wait_shadow(gateway)
         assert client.post("/v1/predict", json=[die(6), die(7)]).status_code == 200
         _wait_shadow(gateway)
+        # the worker's rows land in the log on its own schedule: wait for them, bounded
+        _until(lambda: len(gateway.prediction_log.rows(served=False)) >= 4)
         dropped, samples = _dropped(client), _samples(client.get("/metrics").text)
         copies = gateway.prediction_log.rows(served=False)
     assert dropped == {"backlog": 4, "no_workers": 0, "not_loaded": 0}

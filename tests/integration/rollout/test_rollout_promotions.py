@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.integration.conftest import load_dag, task_states
 from tests.integration.rollout.conftest import (
-    FAST,
+    GOOD,
     MODEL,
     audit_rows,
     routing,
@@ -22,7 +22,7 @@ def test_a_good_challenger_goes_through_shadow_and_canary_to_champion(fab, gatew
     champion, version = fab.version("champion"), fab.version("good")
     with traffic(fab, gateway) as box:
         run = load_dag("model_rollout").test(
-            run_conf={**FAST, "model": MODEL, "version": version, "canary_steps": [5, 25, 100]}
+            run_conf={**GOOD, "model": MODEL, "version": version, "canary_steps": [5, 25, 100]}
         )
     states = task_states(run)
     assert run.state == "success", states
@@ -107,7 +107,7 @@ def test_blue_green_switches_all_traffic_at_once_then_promotes(fab, gateway):
     before, version = fab.version("good"), fab.version("good_again")
     with traffic(fab, gateway) as box:
         run = load_dag("model_rollout").test(
-            run_conf={**FAST, "model": MODEL, "version": version, "strategy": "bluegreen"}
+            run_conf={**GOOD, "model": MODEL, "version": version, "strategy": "bluegreen"}
         )
     states = task_states(run)
     assert run.state == "success", states
@@ -125,7 +125,7 @@ def test_blue_green_switches_all_traffic_at_once_then_promotes(fab, gateway):
 def test_restore_brings_back_an_earlier_champion_in_one_run(fab, gateway):
     first = fab.version("champion")
     run = load_dag("model_rollout").test(
-        run_conf={**FAST, "model": MODEL, "version": first, "strategy": "restore"}
+        run_conf={**GOOD, "model": MODEL, "version": first, "strategy": "restore"}
     )
     assert run.state == "success", task_states(run)
     assert registry.alias_version(MODEL, registry.CHAMPION) == first
@@ -133,7 +133,7 @@ def test_restore_brings_back_an_earlier_champion_in_one_run(fab, gateway):
     assert (now["champion"], now["mode"]) == (first, "off")
     never_served = fab.version("erroring")
     refused = load_dag("model_rollout").test(
-        run_conf={**FAST, "model": MODEL, "version": never_served, "strategy": "restore"}
+        run_conf={**GOOD, "model": MODEL, "version": never_served, "strategy": "restore"}
     )
     assert refused.state == "failed" and task_states(refused)["plan"] == "failed"
 
