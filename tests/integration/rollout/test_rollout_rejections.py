@@ -60,7 +60,10 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
         "slow": {"latency"},
         "erroring": {"error_rate"},
     }[bad]
-    assert expected & failing, verdict["summary"]
+    # A challenger too slow to score min_samples copies before max_step_seconds (a loaded
+    # machine slows it most) is judged inconclusive, which fails the step all the same.
+    too_slow_to_judge = bad == "slow" and verdict["verdict"] == "inconclusive"
+    assert expected & failing or too_slow_to_judge, verdict["summary"]
     assert {r["event"] for r in records} >= {
         "offline_check",
         "routing",
