@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from tests.conftest import sample_files
 
+from yieldops.config import load_product
 from yieldops.stdf import read_records, read_tables
 from yieldops.synth import TESTER_STYLES, synthesize
 
@@ -68,16 +68,6 @@ def run(files: list[Path], home: Path, config: Path) -> dict[str, str]:
     return lines
 
 
-def devices_of(files: list[Path]) -> dict[str, list[Path]]:
-    """Files by device: the same tester, job and part type in their MIR (no file is known
-    by its name)."""
-    by_mir: dict[tuple, list[Path]] = defaultdict(list)
-    for path in files:
-        lot = read_tables(path)["lots"].to_pylist()[0]
-        by_mir[(lot["tester_type"], lot["job_name"], lot["part_type"])].append(path)
-    return {f"P{i}": paths for i, paths in enumerate(by_mir.values(), start=1)}
-
-
 def distinct_tests(path: Path) -> set[tuple[str, int, str]]:
     """Record type, number and name of every test with a result, read independently of the
     curated tables: a record without a name is the test its number first named."""
@@ -91,12 +81,13 @@ def distinct_tests(path: Path) -> set[tuple[str, int, str]]:
     return tests
 
 
-@pytest.mark.skipif(not sample_files(), reason="no real tester files (../shared/stdf-samples)")
-def test_every_real_sample_goes_from_product_init_through_run(tmp_path: Path) -> None:
+def test_every_real_sample_goes_from_product_init_through_run(onboarded, tmp_path: Path) -> None:
+    config, outcomes = onboarded  # one product per device (conftest.py)
     files = sample_files()
-    devices = devices_of(files)
-    config, home = tmp_path / "config", tmp_path / "home"
-    init_products(devices, config)
+    devices: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        devices[load_product(outcomes[path.name].path).name].append(path)
+    home = tmp_path / "home"
 
     said = run(files, home, config)
 
