@@ -214,6 +214,21 @@ def test_shift_shifted_distribution_fails_and_reports_ks(rng):
     assert check.numbers["ks_p_value"] < 0.01
 
 
+def test_a_large_psi_of_a_small_sample_is_not_a_shift_unless_significant(rng):
+    """A canary step's few dozen dies: PSI of two draws of one distribution is over the
+    limit most of the time (it is biased upwards on small samples); the check fails about
+    as often as its KS test's alpha, and a real shift of that size still fails."""
+    same = [shift_check(probabilities(rng, 70), probabilities(rng, 70), min_samples=60)
+            for _ in range(200)]  # fmt: skip
+    noisy = [c for c in same if c.numbers["psi"] > 0.2]
+    assert len(noisy) > 100  # PSI alone would have rejected a good model more often than not
+    assert sum(c.verdict is Verdict.FAIL for c in same) <= 6  # alpha 0.01: about 2 of 200
+    passed = [c for c in noisy if c.verdict is Verdict.PASS]
+    assert passed and all("not significant on 70 dies" in c.reason for c in passed)
+    shifted = shift_check(probabilities(rng, 70), probabilities(rng, 70, a=2, b=2), min_samples=60)
+    assert shifted.verdict is Verdict.FAIL and shifted.numbers["ks_p_value"] < 0.01
+
+
 def test_shift_too_few_samples_is_inconclusive(rng):
     check = shift_check(probabilities(rng, 2000), probabilities(rng, 20, a=1, b=9))
     assert check.verdict is Verdict.INCONCLUSIVE
