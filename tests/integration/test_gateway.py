@@ -248,7 +248,7 @@ def test_every_die_is_scored_by_both_versions(settings, loader, models, change, 
         for i in range(0, 40, 2):
             response = client.post("/v1/predict", json=[die(i), die(i + 1)])
             answers += response.json()["predictions"]
-        _wait_shadow(gateway)
+        _wait_shadow(gateway, copies=40)
         rows = gateway.prediction_log.rows()
         metrics = _samples(client.get("/metrics").text)
     assert {a["role"] for a in answers} == answering
@@ -278,7 +278,7 @@ def test_off_mode_logs_only_the_champion(settings, loader):
         assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
         for i in range(0, 20, 2):
             assert client.post("/v1/predict", json=[die(i), die(i + 1)]).status_code == 200
-        _wait_shadow(gateway)
+        _wait_shadow(gateway, copies=0)
         rows = gateway.prediction_log.rows()
     assert len(rows) == 20
     assert {(r["served"], r["role"], r["version"]) for r in rows} == {(True, "champion", CHAMPION)}
@@ -298,7 +298,9 @@ def test_a_failing_challenger_hands_its_dies_to_the_champion(settings, loader, c
         put = client.put("/v1/routing", json={"challenger": BROKEN, **change}, headers=ADMIN)
         assert put.status_code == 200, put.text
         responses = [client.post("/v1/predict", json=[die(i), die(i + 1)]) for i in range(0, 40, 2)]
-        _wait_shadow(gateway)
+        # copies only of the dies routed to the champion (none back to a failed challenger)
+        routed_to_champion = [routing.role_for(die_key(die(i))) == "champion" for i in range(40)]
+        _wait_shadow(gateway, copies=sum(routed_to_champion))
         rows = gateway.prediction_log.rows()
         metrics = _samples(client.get("/metrics").text)
     assert [r.status_code for r in responses] == [200] * 20
@@ -330,7 +332,7 @@ def test_broken_shadow_never_reaches_the_caller(settings, loader):
             response = client.post("/v1/predict", json=die(i))
             assert response.status_code == 200
             assert response.json()["predictions"][0]["role"] == "champion"
-        _wait_shadow(gateway)
+        _wait_shadow(gateway, copies=20)
         shadow = gateway.prediction_log.rows(served=False)
         assert len(shadow) == 20
         assert all("challenger exploded" in r["error"] for r in shadow)
@@ -358,7 +360,7 @@ def test_model_calls_keep_to_the_configured_openmp_threads(settings, models, tmp
         assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
         for i in range(5):
             assert client.post("/v1/predict", json=die(i)).status_code == 200
-        _wait_shadow(gateway)
+        _wait_shadow(gateway, copies=5)
     served, copies = noted[CHAMPION].noted(), noted[CHALLENGER].noted()
     assert {pid for pid, _ in served} == {os.getpid()}  # the server runs in a thread of ours
     assert copies and os.getpid() not in {pid for pid, _ in copies}
@@ -514,11 +516,9 @@ def test_dropped_copies_are_counted_by_reason_and_logged(settings, models, tmp_p
         # Copies are handed over after the answers: the two past the first are dropped.
         _until(lambda: _dropped(client)["backlog"] == 4)
         gate.touch()
-        _wait_shadow(gateway)
+        _wait_shadow(gateway, copies=2)
         assert client.post("/v1/predict", json=[die(6), die(7)]).status_code == 200
-        _wait_shadow(gateway)
-        # the worker's rows land in the log on its own schedule: wait for them, bounded
-        _until(lambda: len(gateway.prediction_log.rows(served=False)) >= 4)
+        _wait_shadow(gateway, copies=4)
         dropped, samples = _dropped(client), _samples(client.get("/metrics").text)
         copies = gateway.prediction_log.rows(served=False)
     assert dropped == {"backlog": 4, "no_workers": 0, "not_loaded": 0}
@@ -566,12 +566,12 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-def _wait_shadow(gateway, timeout: float = 30.0) -> None:
-    """Until the mirror workers reported every copy handed to them (their rows are written
-    then), and the served rows are written too."""
-    deadline = time.monotonic() + timeout
-    while gateway.mirror.backlog and time.monotonic() < deadline:
-        time.sleep(0.01)
+def _wait_shadow(gateway, copies: int) -> None:
+    """Until ``copies`` unserved rows (the mirror workers' scored copies) are in the log,
+    none is pending, and the served rows are written too. A copy is handed over after its
+    answer is sent, so a backlog of 0 right after a request does not yet mean done."""
+    _until(lambda: len(gateway.prediction_log.rows(served=False)) >= copies)
+    _until(lambda: gateway.mirror.backlog == 0)
     gateway.prediction_log.flush()
 
 
@@ -610,7 +610,7 @@ def test_default_loader_serves_the_mlflow_champion(tmp_path, models):
                 change = {"challenger": version, "mode": "shadow"}
                 assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
                 assert client.post("/v1/predict", json=die(3)).status_code == 200
-                _wait_shadow(gateway)
+                _wait_shadow(gateway, copies=1)
                 [copy] = gateway.prediction_log.rows(served=False)
                 assert copy["error"] is None
                 assert copy["probability"] == pytest.approx(answer["probability"])

@@ -48,7 +48,9 @@ MODEL = f"yield-{PRODUCT}"
 TOKEN = "rollout-test-token"  # a throwaway token of a gateway on loopback, not a secret
 FAST = {
     "step_seconds": 2,
-    "max_step_seconds": 30,
+    # A step ends as soon as both versions have min_samples; the limit only matters on a
+    # machine so loaded that the replayed traffic crawls (two CI runs at once took > 30 s).
+    "max_step_seconds": 120,
     "poll_seconds": 0.5,
     "min_samples": 60,
     "targets": ["pmic-local"],
