@@ -13,11 +13,19 @@ from .errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from .reader import iter_tables, read_records, read_tables, record_counts, to_parquet
+from .reader import (
+    DecodeFacts,
+    iter_tables,
+    read_records,
+    read_tables,
+    record_counts,
+    to_parquet,
+)
 from .writer import StdfWriter
 
 __all__ = [
     "CompressionError",
+    "DecodeFacts",
     "NotStdfError",
     "RecordLengthError",
     "StdfError",

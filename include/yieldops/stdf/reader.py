@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -641,6 +641,20 @@ class _Chunk:
         return np.flatnonzero(self.kinds == KIND[kind])
 
 
+@dataclass
+class DecodeFacts:
+    """What decoding a file saw besides its tables; pass one to ``read_tables`` to fill it."""
+
+    records: dict[str, int] = field(default_factory=dict)  # by type; UNKNOWN for other types
+    last_record: str | None = None  # the type of the file's last record
+    warnings: list[str] = field(default_factory=list)  # what was decoded with doubt, counted
+
+    @property
+    def ends_with_mrr(self) -> bool:
+        """Whether the tester finished the file: an MRR is the last record STDF allows."""
+        return self.last_record == "MRR"
+
+
 def _scan_chunks(
     path: str, stream: ByteStream, chunk_size: int, digest: Digest | None = None
 ) -> Iterator[tuple[bool, _Chunk]]:
@@ -664,6 +678,7 @@ def iter_tables(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Callable[[int], object] | None = None,
     digest: Digest | None = None,
+    facts: DecodeFacts | None = None,
 ) -> Iterator[tuple[str, pa.Table]]:
     """Decode an STDF file into ``(table name, Arrow table)`` pieces.
 
@@ -672,11 +687,12 @@ def iter_tables(
     and ``bins`` come once at the end. ``progress`` is called with the
     number of (decompressed) bytes decoded so far after each chunk; ``digest`` (a hashlib
     object) is fed the decompressed bytes: a hash of the content, whatever the
-    compression. Raises a
+    compression; ``facts``, when given, is filled once the whole file is decoded. Raises a
     ``StdfError`` subclass naming the file, byte offset and record on bad input.
     """
     path = source_name(src)
     decoder = None
+    last_kind = 0
     with open_stdf(src) as stream:
         for little, chunk in _scan_chunks(path, stream, chunk_size, digest):
             decoder = decoder or _FileDecoder(path, little)
@@ -685,11 +701,17 @@ def iter_tables(
             )
             yield "parts", parts
             yield "results", results
+            if len(chunk.kinds):
+                last_kind = int(chunk.kinds[-1])
             if progress:
                 progress(chunk.consumed)
     if decoder is None:
         raise RuntimeError(f"{path}: no chunk was scanned")  # _scan_chunks yields one at least
     yield from decoder.finish().items()
+    if facts is not None:
+        counts = decoder.record_counts
+        facts.records = {KIND_NAMES[k]: int(n) for k, n in enumerate(counts) if n}
+        facts.last_record = KIND_NAMES[last_kind]
 
 
 def read_records(
@@ -732,12 +754,15 @@ def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int) -> Tr
 
 
 def read_tables(
-    src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE, digest: Digest | None = None
+    src: Source,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    digest: Digest | None = None,
+    facts: DecodeFacts | None = None,
 ) -> dict[str, pa.Table]:
     """Decode a whole STDF file into the curated tables (see ``curated.schema``); ``digest``
-    as in :func:`iter_tables`."""
+    and ``facts`` as in :func:`iter_tables`."""
     pieces: dict[str, list[pa.Table]] = {name: [] for name in STDF_TABLES}
-    for name, table in iter_tables(src, chunk_size, digest=digest):
+    for name, table in iter_tables(src, chunk_size, digest=digest, facts=facts):
         pieces[name].append(table)
     return {
         name: pa.concat_tables(tables) if tables else STDF_TABLES[name].empty_table()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yieldops.stdf.reader import read_records, read_tables, record_counts
+from yieldops.stdf.reader import DecodeFacts, read_records, read_tables, record_counts
 from yieldops.stdf.spec import RECORDS, Field, RecordSpec
 from yieldops.stdf.writer import StdfWriter
 
@@ -241,3 +241,20 @@ def test_v4_2007_and_vendor_records_are_counted_and_skipped():
     assert read_tables(io.BytesIO(data))["parts"].num_rows == 1
     counts = record_counts(io.BytesIO(data))
     assert (counts["PSR"], counts["STR"], counts["UNKNOWN"], counts["PRR"]) == (1, 1, 1, 1)
+
+
+def test_decode_facts_say_how_the_file_ends():
+    stream = io.BytesIO()
+    w = StdfWriter(stream)
+    w.write("MIR", LOT_ID="L", PART_TYP="P")
+    w.write("PIR", HEAD_NUM=1, SITE_NUM=0)
+    w.write("PRR", HEAD_NUM=1, SITE_NUM=0, PART_FLG=0, NUM_TEST=0, HARD_BIN=1, SOFT_BIN=1)
+    unfinished = DecodeFacts()
+    read_tables(io.BytesIO(stream.getvalue()), facts=unfinished)
+    w.write("MRR", FINISH_T=1_700_000_100)
+    finished = DecodeFacts()
+    read_tables(io.BytesIO(stream.getvalue()), facts=finished)
+
+    assert (unfinished.last_record, unfinished.ends_with_mrr) == ("PRR", False)
+    assert (finished.last_record, finished.ends_with_mrr) == ("MRR", True)
+    assert finished.records == {"FAR": 1, "MIR": 1, "PIR": 1, "PRR": 1, "MRR": 1}
