@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -26,24 +26,29 @@ def copy_stream(source: BinaryIO, path: Path) -> None:
 
 
 @contextmanager
-def staged_dir(dest: Path) -> Iterator[Path]:
+def staged_dir(dest: Path, replaces: Sequence[Path] = ()) -> Iterator[Path]:
     """A fresh folder beside ``dest`` that replaces ``dest`` when the block succeeds.
 
     On error the staged folder is removed and ``dest`` is left as it was, so
     readers see the old content or the new, never a mix, and a retry
-    replaces instead of adding.
+    replaces instead of adding. Folders in ``replaces`` (earlier versions kept
+    elsewhere) are moved aside just before ``dest`` moves in and then removed: a
+    reader that skips hidden names sees the old version or the new, never both.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         yield staged
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-            os.replace(dest, old)
+        aside = [_move_aside(old) for old in (dest, *replaces) if old.exists()]
         os.replace(staged, dest)
-        if old is not None:
+        for old in aside:
             shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+def _move_aside(folder: Path) -> Path:
+    hidden = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+    os.replace(folder, hidden)
+    return hidden

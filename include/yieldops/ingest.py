@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,6 +38,8 @@ class IngestOutcome:
     docs_page: str | None = None
     parts: int = 0
     seconds: float = 0.0
+    # Earlier versions of the same key whose curated data this file replaced (their hashes).
+    replaced: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +140,17 @@ def _curate(
             product=product_name,
             lot_id=lot_id,
         )
-    location = write_file_tables(tables, curated_dir, product_name, lot_id, claimed.sha256)
+    earlier = ledger.curated_versions(claimed.zone_url, claimed.key, claimed.sha256)
+    location = write_file_tables(
+        tables,
+        curated_dir,
+        product_name,
+        lot_id,
+        claimed.sha256,
+        replaces=[Path(e.output) for e in earlier if e.output],
+    )
+    if earlier:
+        ledger.supersede([e.sha256 for e in earlier], claimed.sha256, run_id)
     return IngestOutcome(
         claimed.sha256,
         claimed.key,
@@ -148,6 +160,16 @@ def _curate(
         location=str(location),
         docs_page=docs_page,
         parts=tables["parts"].num_rows,
+        reason=_replacement_note(earlier),
+        replaced=[e.sha256 for e in earlier],
+    )
+
+
+def _replacement_note(earlier: list[LedgerEntry]) -> str | None:
+    if not earlier:
+        return None
+    return "new version of the key: replaced the curated data of " + ", ".join(
+        e.sha256[:12] for e in earlier
     )
 
 

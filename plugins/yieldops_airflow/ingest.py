@@ -88,11 +88,12 @@ def ingest(file: dict, run_id: str, ti) -> dict:
             f"{outcome.key} quarantined ({outcome.reason}); see {outcome.location}"
         )
     log.info(
-        "%s curated: %d parts of lot %s in %.2f s",
+        "%s curated: %d parts of lot %s in %.2f s%s",
         outcome.key,
         outcome.parts,
         outcome.lot_id,
         outcome.seconds,
+        f"; {outcome.reason}" if outcome.reason else "",
     )
     return outcome.as_dict()
 

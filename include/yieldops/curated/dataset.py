@@ -8,6 +8,7 @@ so a retry or a re-run replaces it instead of appending rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,11 +38,17 @@ def file_dir(root: Path, product: str, lot_id: str, sha256: str) -> Path:
 
 
 def write_file_tables(
-    tables: dict[str, pa.Table], root: Path, product: str, lot_id: str, sha256: str
+    tables: dict[str, pa.Table],
+    root: Path,
+    product: str,
+    lot_id: str,
+    sha256: str,
+    replaces: Sequence[Path] = (),
 ) -> Path:
-    """Write one source file's curated tables; returns their folder."""
+    """Write one source file's curated tables; returns their folder. ``replaces``: the
+    folders of earlier versions of the same landed file, removed as this one appears."""
     dest = file_dir(root, product, lot_id, sha256)
-    with staged_dir(dest) as staged:
+    with staged_dir(dest, replaces) as staged:
         for name, schema in STDF_TABLES.items():
             pq.write_table(tables[name].cast(schema), staged / f"{name}.parquet")
     return dest
@@ -50,10 +57,12 @@ def write_file_tables(
 def read_table(root: Path, table: str, product: str | None = None) -> pa.Table:
     """One curated table across files, with ``product``, ``lot`` and ``file`` columns.
     Raises OutdatedCuratedData when a file folder predates test identity."""
+    base = root / (f"product={quote(product, safe='')}" if product else "")
     paths = sorted(
-        (root / (f"product={quote(product, safe='')}" if product else "")).glob(
-            f"**/{table}.parquet"
-        )
+        path
+        for path in base.glob(f"**/{table}.parquet")
+        # Hidden folders are writes in progress or versions being replaced (atomic.staged_dir).
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
     if not paths:
         return STDF_TABLES[table].empty_table()

@@ -42,7 +42,8 @@ from sqlalchemy.engine import Engine, make_url
 
 CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
 DUPLICATE = "duplicate"  # the same decoded content as a file landed before
-FINAL = (CURATED, QUARANTINED, DUPLICATE)
+SUPERSEDED = "superseded"  # curated, then replaced by new content under the same key
+FINAL = (CURATED, QUARANTINED, DUPLICATE, SUPERSEDED)
 # A claim older than this whose run never finished it (worker lost) may be taken again.
 DEFAULT_STALE_CLAIM = timedelta(hours=2)
 
@@ -87,6 +88,17 @@ landed_contents = Table(
     Column("content_sha256", String(64), primary_key=True),
     Column("sha256", String(64), nullable=False),
     Column("taken_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The chain of versions of a landed key: each curated file replaced by new bytes under its key.
+superseded_files = Table(
+    "yieldops_superseded_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("superseded_by", String(64), nullable=False, index=True),
+    Column("dag_run_id", Text),
+    Column("superseded_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -268,6 +280,47 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(statement)
             return conn.execute(owner).scalar_one()
+
+    def curated_versions(self, zone_url: str, key: str, newer: str) -> list[LedgerEntry]:
+        """Files curated from ``key`` of a zone before its content became ``newer``."""
+        query = select(landed_files).where(
+            landed_files.c.zone_url == zone_url,
+            landed_files.c.source_key == key,
+            landed_files.c.status == CURATED,
+            landed_files.c.sha256 != newer,
+        )
+        with self.engine.connect() as conn:
+            return [LedgerEntry(**row._mapping) for row in conn.execute(query)]
+
+    def supersede(self, older: Iterable[str], newer: str, run_id: str) -> None:
+        """Record that the curated files ``older`` were replaced by ``newer`` (same key)."""
+        now = _now()
+        with self.engine.begin() as conn:
+            for sha in older:
+                conn.execute(
+                    update(landed_files)
+                    .where(landed_files.c.sha256 == sha)
+                    .values(status=SUPERSEDED, reason=f"replaced by {newer}", finished_at=now)
+                )
+                conn.execute(
+                    _insert(self.engine)(superseded_files)
+                    .values(sha256=sha, superseded_by=newer, dag_run_id=run_id, superseded_at=now)
+                    .on_conflict_do_nothing()
+                )
+
+    def versions_of(self, sha256: str) -> list[str]:
+        """The chain of versions ending at ``sha256``, oldest first (itself last)."""
+        chain = [sha256]
+        with self.engine.connect() as conn:
+            while (
+                older := conn.execute(
+                    select(superseded_files.c.sha256).where(
+                        superseded_files.c.superseded_by == chain[0]
+                    )
+                ).scalar()
+            ) and older not in chain:  # a key rewritten back to an earlier content ends it
+                chain.insert(0, older)
+        return chain
 
     def release_unfinished(self, run_id: str, reason: str) -> list[str]:
         """Mark the files a run claimed but never finished as failed, so a later run retries."""
