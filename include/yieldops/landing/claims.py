@@ -84,7 +84,8 @@ def claim_files(
     statuses = ledger.statuses(by_sha)
     report = ClaimReport()
     waiting = ledger.waiting(zone.url)
-    report.superseded = supersede_unlanded(ledger, waiting, by_sha)
+    if not dry_run:
+        report.superseded = supersede_unlanded(ledger, waiting, by_sha)
     now = datetime.now(timezone.utc)
     for sha, copies in sorted(by_sha.items(), key=lambda item: item[1][0].key):
         first, *others = sorted(copies, key=lambda f: f.key)
