@@ -27,6 +27,7 @@ from .stdf import DecodeFacts, StdfError, read_tables
 from .stdf.source import Digest
 
 log = logging.getLogger(__name__)
+DEFAULT_RULES = CompletenessRules()
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def ingest_file(
     started = time.perf_counter()
     try:
         outcome = _curate(
-            claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir, rules or RULES
+            claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir, rules or DEFAULT_RULES
         )
     except Waiting as young:
         outcome = IngestOutcome(
@@ -112,10 +113,8 @@ def ingest_file(
     return outcome
 
 
-RULES = CompletenessRules()
-
-
 def _record(outcome: IngestOutcome, claimed: ClaimedFile, ledger: Ledger, run_id: str) -> bool:
+    """The outcome in the ledger; False when the run no longer holds the claim."""
     if outcome.status == WAITING and outcome.recheck_at and outcome.reason:
         return ledger.wait(
             claimed.sha256,
