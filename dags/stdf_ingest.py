@@ -30,6 +30,10 @@ Expectations against the product's YAML (`include/config/products/`).
 3. **ingest** (one mapped task per file): decode, validate, write curated
    Parquet. A bad file is copied to `quarantine/` (beside the landing zone)
    with a `.reason.json` and fails only its own task. The *Data Docs* button opens its validation.
+   A file its tester is still writing (no MRR at its end yet, or cut inside a record) is
+   not curated: it *waits* (ledger status `waiting`, listed in the run note) and is looked
+   at again when it changes; unchanged for longer than the maximum age, it is quarantined
+   as incomplete.
 4. **publish**: an asset event `curated/<product>` for each product that got
    new data; this schedules `yield_training`.
 5. **report**: the run's files from the ledger; a run with quarantined files
@@ -40,7 +44,8 @@ Params: `reprocess_key` / `reprocess_lot` take finished files again,
 `dry_run` only lists what would be claimed. Configuration: environment
 (`YIELDOPS_*`) or Airflow Variables `yieldops_landing_url`,
 `yieldops_ledger_url`, `yieldops_curated_dir`, `yieldops_docs_dir`,
-`yieldops_aws_conn_id`.
+`yieldops_aws_conn_id`, `yieldops_incomplete_quiet_seconds`,
+`yieldops_incomplete_max_age_seconds`.
 
 **Runs triggered by hand** (sensor mode) do not wait for files: the DAG runs
 one at a time and a continuous run is always there, so while that run waits

@@ -249,6 +249,30 @@ def audit_log_url(db: str | None, home: Path | None) -> tuple[str | None, list[s
     return (f"sqlite:///{found}" if found else None), [str(f) for f in files]
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """The ledger of landed files, oldest first: status, landing key, and why (a waiting
+    file: what it lacks and when it is looked at again)."""
+    from yieldops.landing.ledger import Ledger
+    from yieldops.settings import load_settings
+
+    url = args.ledger or (
+        f"sqlite:///{Path(args.home).resolve() / 'ledger.db'}"
+        if args.home
+        else load_settings().ledger_url
+    )
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        print(f"error: no ledger at {url} (--home DIR, --ledger URL)", file=sys.stderr)
+        return EXIT_BAD_INPUT  # reading never creates a database
+    ledger = Ledger(url)
+    try:
+        entries = ledger.entries(args.status or None)
+    finally:
+        ledger.close()
+    for e in entries:
+        print(f"{e.status:<11}  {e.source_key}  {e.reason or e.output or ''}".rstrip())
+    return EXIT_OK
+
+
 def cmd_paths(args: argparse.Namespace) -> int:
     """Airflow's settings for this package's DAGs and plugins, as shell exports."""
     from yieldops.config import config_dir
@@ -406,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=1800, help="seconds for the whole story")
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     demo.set_defaults(run=cmd_demo)
+
+    ledger = commands.add_parser(
+        "ledger", help="landed files and what became of them (curated, waiting, quarantined, ...)"
+    )
+    ledger.add_argument(
+        "--status",
+        action="append",
+        help="only files of this status, e.g. waiting (files not complete yet); repeatable",
+    )
+    ledger.add_argument("--home", type=Path, help="a yieldops home: its ledger.db")
+    ledger.add_argument("--ledger", metavar="URL", help="default: YIELDOPS_LEDGER_URL")
+    ledger.set_defaults(run=cmd_ledger)
 
     paths = commands.add_parser(
         "paths",

@@ -10,27 +10,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
+from . import completeness
+from .completeness import CompletenessRules, HashedBytes, Unfinished
 from .config import ConfigError, ProductConfig
 from .landing.claims import ClaimedFile
-from .landing.ledger import CURATED, DUPLICATE, QUARANTINED, Ledger, LedgerEntry
+from .landing.ledger import CURATED, DUPLICATE, QUARANTINED, WAITING, Ledger, LedgerEntry
 from .landing.zones import LandingZone
 from .product_match import FileFacts, NoProductMatch, match_product
-from .stdf import StdfError, read_tables
+from .stdf import DecodeFacts, StdfError, read_tables
+from .stdf.source import Digest
 
 log = logging.getLogger(__name__)
+DEFAULT_RULES = CompletenessRules()
 
 
 @dataclass(frozen=True)
 class IngestOutcome:
     sha256: str
     key: str
-    status: str  # curated, quarantined or duplicate
+    status: str  # curated, quarantined, duplicate, or waiting (not complete yet)
     product: str | None = None
     lot_id: str | None = None
     location: str | None = None  # curated folder, or where the quarantined copy went
@@ -38,6 +42,7 @@ class IngestOutcome:
     docs_page: str | None = None
     parts: int = 0
     seconds: float = 0.0
+    recheck_at: str | None = None  # when a waiting file is looked at again (ISO time)
     # Earlier versions of the same key whose curated data this file replaced (their hashes).
     replaced: list[str] = field(default_factory=list)
 
@@ -53,6 +58,15 @@ class Quarantine(Exception):
         self.stage, self.reason, self.details = stage, reason, details
 
 
+class Waiting(Exception):
+    """A file its tester is still writing: looked at again at ``recheck_at``, or sooner as
+    new bytes."""
+
+    def __init__(self, reason: str, recheck_at: datetime) -> None:
+        super().__init__(reason)
+        self.reason, self.recheck_at = reason, recheck_at
+
+
 def ingest_file(
     claimed: ClaimedFile,
     zone: LandingZone,
@@ -62,15 +76,27 @@ def ingest_file(
     curated_dir: Path,
     docs_dir: Path | None = None,
     config_dir: Path | None = None,
+    rules: CompletenessRules | None = None,
 ) -> IngestOutcome:
     """Decode, validate and curate one claimed file, or quarantine it with the reason.
 
-    Bad data never raises: the outcome says ``quarantined``. Anything else
-    (storage down, worker killed) raises and leaves the claim for a retry.
+    Bad data never raises: the outcome says ``quarantined``. A file not complete yet
+    (``yieldops.completeness``, by ``rules``) is not curated: the outcome says ``waiting``.
+    Anything else (storage down, worker killed) raises and leaves the claim for a retry.
     """
     started = time.perf_counter()
     try:
-        outcome = _curate(claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir)
+        outcome = _curate(
+            claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir, rules or DEFAULT_RULES
+        )
+    except Waiting as young:
+        outcome = IngestOutcome(
+            claimed.sha256,
+            claimed.key,
+            WAITING,
+            reason=young.reason,
+            recheck_at=young.recheck_at.isoformat(),
+        )
     except Quarantine as bad:
         location = zone.quarantine(claimed.key, _reason_record(claimed, zone, run_id, bad))
         outcome = IngestOutcome(
@@ -84,7 +110,22 @@ def ingest_file(
             lot_id=bad.details.get("lot_id"),
         )
     outcome = IngestOutcome(**{**outcome.as_dict(), "seconds": time.perf_counter() - started})
-    if not ledger.finish(
+    if not _record(outcome, claimed, ledger, run_id):
+        log.warning("%s: the ledger claim moved on while it was processed", claimed.key)
+    return outcome
+
+
+def _record(outcome: IngestOutcome, claimed: ClaimedFile, ledger: Ledger, run_id: str) -> bool:
+    """The outcome in the ledger; False when the run no longer holds the claim."""
+    if outcome.status == WAITING and outcome.recheck_at and outcome.reason:
+        return ledger.wait(
+            claimed.sha256,
+            run_id,
+            reason=outcome.reason,
+            recheck_at=datetime.fromisoformat(outcome.recheck_at),
+            modified_at=_modified(claimed),
+        )
+    return ledger.finish(
         claimed.sha256,
         run_id,
         outcome.status,
@@ -92,9 +133,7 @@ def ingest_file(
         output=outcome.location,
         product=outcome.product,
         lot_id=outcome.lot_id,
-    ):
-        log.warning("%s: the ledger claim moved on while it was processed", claimed.key)
-    return outcome
+    )
 
 
 def _curate(
@@ -105,16 +144,13 @@ def _curate(
     curated_dir: Path,
     docs_dir: Path | None,
     config_dir: Path | None,
+    rules: CompletenessRules,
 ) -> IngestOutcome:
     from .curated.dataset import write_file_tables
     from .validation import validate_tables
 
     content = hashlib.sha256()
-    try:
-        with zone.open(claimed.key) as stream:
-            tables = read_tables(stream, digest=content)
-    except StdfError as exc:
-        raise Quarantine("decode", exc.reason, offset=exc.offset, record=exc.record) from exc
+    tables = _decode_complete(claimed, zone, content, config_dir, rules)
     first = ledger.take_content(content.hexdigest(), claimed.sha256)
     if first != claimed.sha256:
         return _duplicate(claimed, ledger.get(first), tables)
@@ -150,7 +186,7 @@ def _curate(
         replaces=[Path(e.output) for e in earlier if e.output],
     )
     if earlier:
-        ledger.supersede([e.sha256 for e in earlier], claimed.sha256, run_id)
+        ledger.supersede_curated([e.sha256 for e in earlier], claimed.sha256, run_id)
     return IngestOutcome(
         claimed.sha256,
         claimed.key,
@@ -171,6 +207,103 @@ def _replacement_note(earlier: list[LedgerEntry]) -> str | None:
     return "new version of the key: replaced the curated data of " + ", ".join(
         e.sha256[:12] for e in earlier
     )
+
+
+def _decode_complete(
+    claimed: ClaimedFile,
+    zone: LandingZone,
+    content: Digest,
+    config_dir: Path | None,
+    rules: CompletenessRules,
+) -> dict[str, pa.Table]:
+    """The file's tables when it is complete; raises ``Waiting`` while its tester may still
+    be writing it, ``Quarantine`` when it is corrupt or waited too long."""
+    facts = DecodeFacts()
+    try:
+        tables = _decode_claimed(claimed, zone, content, facts)
+    except StdfError as exc:
+        missing = completeness.cut_short(exc, claimed.size)
+        if missing is None:
+            raise Quarantine("decode", exc.reason, offset=exc.offset, record=exc.record) from exc
+        raise _unfinished(claimed, Unfinished(missing, rules.max_age), rules) from exc
+    if facts.ends_with_mrr:
+        return tables
+    writes_mrr, product_note = _writes_mrr(claimed, tables, config_dir)
+    unfinished = completeness.without_mrr(writes_mrr, _age(claimed), rules)
+    if unfinished is not None:
+        missing = unfinished.missing + product_note
+        raise _unfinished(claimed, replace(unfinished, missing=missing), rules)
+    return tables
+
+
+def _decode_claimed(
+    claimed: ClaimedFile, zone: LandingZone, content: Digest, facts: DecodeFacts
+) -> dict[str, pa.Table]:
+    """The tables of the claimed bytes, or their ``StdfError``; ``Waiting`` when the file
+    changed since it was claimed (still growing): its newer bytes are a version of their own."""
+    with zone.open(claimed.key) as raw:
+        read = HashedBytes(raw)
+        try:
+            tables = read_tables(read.stream, digest=content, facts=facts)
+        except StdfError:
+            _same_bytes(read, claimed)
+            raise
+        _same_bytes(read, claimed)
+        return tables
+
+
+def _same_bytes(read: HashedBytes, claimed: ClaimedFile) -> None:
+    if read.sha256_to_end() != claimed.sha256:
+        raise Waiting(
+            "changed since it was claimed: its newer bytes are looked at as a new version",
+            _now(),
+        )
+
+
+def _writes_mrr(
+    claimed: ClaimedFile, tables: dict[str, pa.Table], config_dir: Path | None
+) -> tuple[bool | None, str]:
+    """Whether the file's product writes an MRR (None: not known), with a note for the
+    reason when no product says."""
+    if tables["lots"]["lot_id"][0].as_py() is None:
+        return None, " (no MIR yet)"
+    try:
+        config = _product_config(FileFacts.of(claimed.key, tables["lots"]), config_dir)
+    except Quarantine as unknown:
+        return None, f" (and no product yet: {unknown.reason})"
+    return config.tester.writes_mrr, ""
+
+
+def _unfinished(
+    claimed: ClaimedFile, unfinished: Unfinished, rules: CompletenessRules
+) -> Waiting | Quarantine:
+    """``Waiting`` until the file has been unchanged for ``settles_after``; ``Quarantine``
+    once it has not changed for ``rules.max_age``."""
+    modified, age = _modified(claimed), _age(claimed)
+    if age >= rules.max_age:
+        return Quarantine(
+            "incomplete",
+            completeness.too_old_reason(unfinished.missing, modified, age, rules.max_age),
+            last_changed=modified.isoformat(),
+            age_seconds=round(age.total_seconds()),
+            max_age_seconds=rules.max_age.total_seconds(),
+        )
+    recheck_at = modified + min(unfinished.settles_after, rules.max_age)
+    reason = completeness.waiting_reason(unfinished.missing, recheck_at)
+    return Waiting(reason, recheck_at)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _modified(claimed: ClaimedFile) -> datetime:
+    """When the claimed bytes last changed; unknown counts as just now."""
+    return claimed.modified_at or _now()
+
+
+def _age(claimed: ClaimedFile) -> timedelta:
+    return _now() - _modified(claimed)
 
 
 def _duplicate(claimed: ClaimedFile, first: LedgerEntry | None, tables: dict) -> IngestOutcome:

@@ -39,6 +39,12 @@ class Settings:
     # How long one continuous run waits for files before ending (skipped) and the next one
     # starts. Runs triggered by hand do not wait for it: the waiting sensor gives way.
     sensor_timeout_seconds: float = 3600.0
+    # Completeness (yieldops.completeness): how long a file of a tester that writes no MRR
+    # must stay unchanged to be complete (a die's records come every few seconds), and how
+    # long after its last change an incomplete file waits before it is quarantined (longer
+    # than any pause inside a lot: holds, probe card changes, shift changes).
+    incomplete_quiet_seconds: float = 300.0
+    incomplete_max_age_seconds: float = 86400.0
     # Empty: a local MLflow store under home (see yieldops.training.registry).
     mlflow_tracking_uri: str = ""
     # The rollout audit log (SQLAlchemy URL).
@@ -54,6 +60,9 @@ class Settings:
         for name in ("curated_dir", "docs_dir", "home"):
             if name in known:
                 known[name] = Path(known[name])
+        for name in ("incomplete_quiet_seconds", "incomplete_max_age_seconds"):
+            if name in known:
+                known[name] = float(known[name])
         return replace(self, **known)
 
 
@@ -71,6 +80,8 @@ def load_settings() -> Settings:
         sweep_cron=_env("YIELDOPS_SWEEP_CRON", "*/30 * * * *"),
         sensor_poke_seconds=float(_env("YIELDOPS_SENSOR_POKE_SECONDS", "30")),
         sensor_timeout_seconds=float(_env("YIELDOPS_SENSOR_TIMEOUT_SECONDS", "3600")),
+        incomplete_quiet_seconds=float(_env("YIELDOPS_INCOMPLETE_QUIET_SECONDS", "300")),
+        incomplete_max_age_seconds=float(_env("YIELDOPS_INCOMPLETE_MAX_AGE_SECONDS", "86400")),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
         rollout_db_url=_env("YIELDOPS_ROLLOUT_DB_URL", f"sqlite:///{home / 'rollout.db'}"),
         rollout_step_seconds=int(_env("YIELDOPS_ROLLOUT_STEP_SECONDS", "300")),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -12,6 +14,9 @@ from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
 from yieldops_airflow.schedules import curated_asset_name
 from yieldops_airflow.triggers import GAVE_WAY_KEY
+
+if TYPE_CHECKING:
+    from yieldops.landing.ledger import WaitingFile
 
 log = logging.getLogger(__name__)
 DAG_ID = "stdf_ingest"
@@ -48,6 +53,10 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
         report.already_done,
         report.duplicates or "none",
     )
+    for waiting in report.waiting:
+        log.info("not complete yet, not claimed: %s: %s", waiting.source_key, waiting.reason)
+    if report.superseded:
+        log.info("superseded before they were complete: %s", report.superseded)
     if params.get("dry_run"):
         log.info("dry run, would claim: %s", [f.key for f in report.would_claim] or "nothing")
     if report.claimed:
@@ -64,6 +73,7 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
 
 def ingest(file: dict, run_id: str, ti) -> dict:
     """One claimed file. A quarantined file fails this task (and only this one), without retry."""
+    from yieldops.completeness import CompletenessRules
     from yieldops.ingest import ingest_file
     from yieldops.landing.claims import ClaimedFile
     from yieldops_airflow.links import DataDocsLink, data_docs_url
@@ -77,6 +87,9 @@ def ingest(file: dict, run_id: str, ti) -> dict:
             run_id,
             curated_dir=settings.curated_dir,
             docs_dir=settings.docs_dir,
+            rules=CompletenessRules.of(
+                settings.incomplete_quiet_seconds, settings.incomplete_max_age_seconds
+            ),
         )
     if outcome.docs_page:
         ti.xcom_push(
@@ -87,6 +100,9 @@ def ingest(file: dict, run_id: str, ti) -> dict:
         raise AirflowFailException(
             f"{outcome.key} quarantined ({outcome.reason}); see {outcome.location}"
         )
+    if outcome.status == "waiting":
+        log.info("%s not complete yet, not curated: %s", outcome.key, outcome.reason)
+        return outcome.as_dict()
     log.info(
         "%s curated: %d parts of lot %s in %.2f s%s",
         outcome.key,
@@ -125,8 +141,10 @@ def report(run_id: str, ti) -> dict[str, int]:
     with open_ledger(settings) as ledger:
         released = ledger.release_unfinished(run_id, "ingest task failed before finishing")
         entries = ledger.run_entries(run_id)
+        waiting = ledger.waiting(zone_for(settings).url)
     counts = Counter(e.status for e in entries)
-    set_run_note(DAG_ID, run_id, outcome_note(counts, ti.xcom_pull(WAIT_TASK_ID, key=GAVE_WAY_KEY)))
+    note = outcome_note(counts, ti.xcom_pull(WAIT_TASK_ID, key=GAVE_WAY_KEY))
+    set_run_note(DAG_ID, run_id, "; ".join(filter(None, [note, waiting_text(waiting.values())])))
     for e in entries:
         log.info("%-12s %s %s", e.status, e.source_key, e.reason or e.output or "")
     bad = [e for e in entries if e.status in (QUARANTINED, FAILED)]
@@ -151,6 +169,15 @@ def outcome_note(counts: Counter, gave_way_to: int | None) -> str:
             "instead of waiting on for new files"
         )
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to ingest"
+
+
+def waiting_text(waiting: Iterable[WaitingFile]) -> str:
+    """The landed files not complete yet, for a run note (empty when there are none)."""
+    files = sorted(waiting, key=lambda w: w.source_key)
+    if not files:
+        return ""
+    shown = "; ".join(f"{w.source_key} ({w.reason})" for w in files[:3])
+    return f"{len(files)} file(s) not complete yet: {shown}{'; ...' if files[3:] else ''}"
 
 
 def fail_if_any_failed(run_id: str) -> None:

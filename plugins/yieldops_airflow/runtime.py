@@ -22,6 +22,8 @@ OVERRIDABLE = (
     "aws_conn_id",
     "mlflow_tracking_uri",
     "rollout_db_url",
+    "incomplete_quiet_seconds",
+    "incomplete_max_age_seconds",
 )
 
 

@@ -27,6 +27,16 @@ def pending_keys() -> list[str]:
         return [f.key for f in pending_files(zone_for(settings), ledger)][:MAX_KEYS_IN_EVENT]
 
 
+def waiting_files_text() -> str:
+    """The landed files not complete yet (a tester still writing them), for the run note."""
+    from yieldops_airflow.ingest import waiting_text
+    from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
+
+    settings = runtime_settings()
+    with open_ledger(settings) as ledger:
+        return waiting_text(ledger.waiting(zone_for(settings).url).values())
+
+
 class NewStdfFilesSensor(BaseSensorOperator):
     """Waits until the landing zone holds STDF files to ingest (``.stdf``, ``.std``, ``.gz``,
     ``.bz2``); checks once, then defers to ``NewStdfFilesTrigger``, which also ends the wait
@@ -49,7 +59,8 @@ class NewStdfFilesSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         if not self.poke(context):
-            set_run_note(self.dag_id, context["run_id"], self.waiting_note())
+            note = " ".join(filter(None, [self.waiting_note(), waiting_files_text()]))
+            set_run_note(self.dag_id, context["run_id"], note)
             self.defer(
                 trigger=NewStdfFilesTrigger(dag_id=self.dag_id, poke_interval=self.poke_interval),
                 method_name="execute_complete",

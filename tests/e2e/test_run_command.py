@@ -44,7 +44,7 @@ def test_files_to_a_champion_in_one_process(tmp_path):
         assert re.search(
             rf"^ingest YO-7NM-ADC_{lot}\.stdf: curated \d+ dies of lot {lot}$", out, re.M
         )
-    assert "ingest cut_short.stdf: quarantined (decode: file ends inside a record" in out
+    assert "ingest cut_short.stdf: quarantined (incomplete: file ends inside a record" in out
     registered = rf"^train YO-7NM-ADC: registered {MODEL} v1 \(\w+ [\d.]+ vs no skill [\d.]+"
     assert re.search(registered, out, re.M)  # each gated metric beside its baseline
     assert f"\nrollout {MODEL} v1: champion\n" in out

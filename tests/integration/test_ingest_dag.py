@@ -37,6 +37,8 @@ def plant(tmp_path, monkeypatch, airflow_db):
     landing = home / "landing"
     monkeypatch.setenv("YIELDOPS_HOME", str(home))
     monkeypatch.setenv("YIELDOPS_INGEST_TRIGGER", "sensor")
+    # No waiting for the cut file to be written on: it is quarantined in this run.
+    monkeypatch.setenv("YIELDOPS_INCOMPLETE_MAX_AGE_SECONDS", "0")
     good = synthesize(landing / "tester-a", lots=2, wafers_per_lot=1, seed=3)
     good += synthesize(
         landing / "tester-b", lots=1, wafers_per_lot=1, seed=3, first_lot=2, compression="gz"
@@ -97,7 +99,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
             assert f"product={PRODUCT}/lot={entry.lot_id}/file={entry.sha256}" in entry.output
 
     reason = json.loads((plant / "quarantine/tester-a/cut.stdf.reason.json").read_text())
-    assert reason["stage"] == "decode" and reason["dag_run_id"] == run.run_id
+    assert reason["stage"] == "incomplete" and reason["dag_run_id"] == run.run_id
     assert (plant / "quarantine/tester-a/cut.stdf").exists()
     assert (plant / "landing/tester-a/cut.stdf").exists()  # nothing is lost
 

@@ -25,6 +25,8 @@ def s3_landing(tmp_path, monkeypatch, airflow_db, moto_connection, s3_client, sq
     monkeypatch.setenv("YIELDOPS_INGEST_TRIGGER", "events")
     monkeypatch.setenv("YIELDOPS_SQS_QUEUE_URL", queue_url)
     monkeypatch.setenv("YIELDOPS_AWS_CONN_ID", moto_connection)
+    # No waiting for the cut file to be uploaded whole: it is quarantined in this run.
+    monkeypatch.setenv("YIELDOPS_INCOMPLETE_MAX_AGE_SECONDS", "0")
 
     keys = []
     for path in synthesize(tmp_path / "lots", lots=2, wafers_per_lot=1, seed=11, compression="gz"):

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import random
 from concurrent.futures import ProcessPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from tests.conftest import POSTGRES_ADMIN_URL, throwaway_postgres_database
 
-from yieldops.landing.ledger import CLAIMED, CURATED, FAILED, QUARANTINED, Ledger
+from yieldops.landing.ledger import (
+    CLAIMED,
+    CURATED,
+    FAILED,
+    QUARANTINED,
+    SUPERSEDED,
+    WAITING,
+    Ledger,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,11 @@ def ledger_url(request, tmp_path):
     base = request.getfixturevalue("postgres_url")
     ledger = Ledger(base)  # each test starts from empty tables
     with ledger.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE yieldops_landed_files, yieldops_landed_sources"))
+        conn.execute(
+            sa.text(
+                "TRUNCATE yieldops_landed_files, yieldops_landed_sources, yieldops_landed_waits"
+            )
+        )
     ledger.close()
     return base
 
@@ -68,6 +80,33 @@ def test_failed_stale_and_reprocessed_files_can_be_claimed_again(ledger_url):
     ledger.finish("q" * 64, "run1", QUARANTINED, reason="truncated")
     assert not _claim(ledger, "q" * 64, "run2")
     assert _claim(ledger, "q" * 64, "run2", reprocess=True)
+    ledger.close()
+
+
+def test_a_waiting_file_keeps_its_times_is_taken_again_and_is_superseded(ledger_url):
+    ledger = Ledger(ledger_url)
+    modified = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    assert _claim(ledger, "w" * 64, "run1")
+    assert not ledger.wait(
+        "w" * 64, "run2", reason="no MRR", recheck_at=modified, modified_at=modified
+    )  # run2 does not hold it
+    assert ledger.wait(
+        "w" * 64, "run1", reason="no MRR", recheck_at=modified + timedelta(hours=1),
+        modified_at=modified,
+    )  # fmt: skip
+    (waiting,) = ledger.waiting("file:///z").values()
+    assert waiting.recheck_at == modified + timedelta(hours=1) and waiting.modified_at == modified
+    assert waiting.due(modified + timedelta(hours=1), modified)
+    assert not waiting.due(modified, modified) and waiting.due(modified, modified - timedelta(1))
+    assert ledger.get("w" * 64).status == WAITING and ledger.waiting("s3://other") == {}
+
+    assert _claim(ledger, "w" * 64, "run2")  # looked at again (claim_files says when)
+    assert ledger.wait("w" * 64, "run2", reason="still", recheck_at=modified, modified_at=modified)
+    assert ledger.waiting("file:///z")["w" * 64].recheck_at == modified  # one row, updated
+    ledger.supersede({"w" * 64: "newer bytes"})
+    assert ledger.waiting("file:///z") == {}
+    assert (ledger.get("w" * 64).status, ledger.get("w" * 64).reason) == (SUPERSEDED, "newer bytes")
+    assert _claim(ledger, "w" * 64, "run3")  # the same bytes landed again
     ledger.close()
 
 

@@ -196,3 +196,28 @@ def test_make_demo_passes_demo_args_on():
         check=True,
     ).stdout
     assert "yieldops demo --home var/demo --keep-running --seed 3" in shown.splitlines()[-1]
+
+
+def test_ledger_lists_files_and_what_they_wait_for(tmp_path, capsys):
+    from datetime import datetime, timezone
+
+    from yieldops.landing.ledger import CURATED, Ledger
+
+    assert main(["ledger", "--home", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert not (tmp_path / "ledger.db").exists()  # reading never creates a ledger
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    for sha, key in (("a" * 64, "t/done.stdf"), ("b" * 64, "t/growing.stdf")):
+        ledger.claim(sha, source_key=key, zone_url="file:///l", size=1, run_id="r")
+    ledger.finish("a" * 64, "r", CURATED, output="/curated/a")
+    now = datetime.now(timezone.utc)
+    ledger.wait("b" * 64, "r", reason="no MRR at the end: waits", recheck_at=now, modified_at=now)
+    ledger.close()
+    capsys.readouterr()
+
+    assert main(["ledger", "--home", str(tmp_path)]) == EXIT_OK
+    assert capsys.readouterr().out.splitlines() == [
+        "curated      t/done.stdf  /curated/a",
+        "waiting      t/growing.stdf  no MRR at the end: waits",
+    ]
+    assert main(["ledger", "--home", str(tmp_path), "--status", "waiting"]) == EXIT_OK
+    assert capsys.readouterr().out == "waiting      t/growing.stdf  no MRR at the end: waits\n"

@@ -46,6 +46,10 @@ def configure_airflow(home: Path) -> None:
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # The files are handed over finished: one that is not is judged at once, never
+            # waited for (yieldops.completeness).
+            "YIELDOPS_INCOMPLETE_QUIET_SECONDS": "0",
+            "YIELDOPS_INCOMPLETE_MAX_AGE_SECONDS": "0",
             **DEMO_ROLLOUT,
         }
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from .ledger import FINAL, Ledger
+from .ledger import FINAL, Ledger, WaitingFile
 from .zones import LandedFile, LandingZone
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ class ClaimedFile:
     key: str
     size: int
     zone_url: str
+    modified: str | None = None  # ISO time of the last change the listing showed
+
+    @property
+    def modified_at(self) -> datetime | None:
+        return datetime.fromisoformat(self.modified) if self.modified else None
 
 
 @dataclass
@@ -34,6 +40,8 @@ class ClaimReport:
     would_claim: list[ClaimedFile] = field(default_factory=list)  # dry run
     duplicates: list[str] = field(default_factory=list)  # keys whose bytes landed under another key
     already_done: int = 0
+    waiting: list[WaitingFile] = field(default_factory=list)  # not complete, not due yet
+    superseded: list[str] = field(default_factory=list)  # waiting bytes no longer landed
 
 
 def sha256_of(zone: LandingZone, key: str) -> str:
@@ -75,13 +83,21 @@ def claim_files(
         reprocess |= set(ledger.sha256_of(lot_id=reprocess_lot))
     statuses = ledger.statuses(by_sha)
     report = ClaimReport()
+    waiting = ledger.waiting(zone.url)
+    if not dry_run:
+        report.superseded = supersede_unlanded(ledger, waiting, by_sha)
+    now = datetime.now(timezone.utc)
     for sha, copies in sorted(by_sha.items(), key=lambda item: item[1][0].key):
         first, *others = sorted(copies, key=lambda f: f.key)
         report.duplicates.extend(f.key for f in others)
         if statuses.get(sha) in FINAL and sha not in reprocess:
             report.already_done += 1
             continue
-        candidate = ClaimedFile(sha, first.key, first.size, zone.url)
+        modified = max(f.modified for f in copies)
+        if sha in waiting and not waiting[sha].due(now, modified):
+            report.waiting.append(waiting[sha])
+            continue
+        candidate = ClaimedFile(sha, first.key, first.size, zone.url, modified.isoformat())
         if dry_run:
             report.would_claim.append(candidate)
         elif ledger.claim(
@@ -99,9 +115,37 @@ def claim_files(
     return report
 
 
+def supersede_unlanded(
+    ledger: Ledger, waiting: dict[str, WaitingFile], by_sha: dict[str, list[LandedFile]]
+) -> list[str]:
+    """Close the waiting files whose bytes are landed no more (appended to, overwritten or
+    removed): the newer bytes are a file of their own. Returns their keys."""
+    keys_now = {f.key: sha for sha, copies in by_sha.items() for f in copies}
+    reasons = {
+        sha: (
+            f"superseded by newer bytes under its key ({keys_now[w.source_key][:12]}) "
+            "before it was complete"
+            if w.source_key in keys_now
+            else "superseded: no longer in the landing zone before it was complete"
+        )
+        for sha, w in waiting.items()
+        if sha not in by_sha
+    }
+    ledger.supersede(reasons)
+    return sorted(waiting[sha].source_key for sha in reasons)
+
+
 def pending_files(zone: LandingZone, ledger: Ledger) -> list[LandedFile]:
-    """Landed files that are new, changed, or not finished in the ledger."""
+    """Landed files that are new, changed, or not finished in the ledger (waiting files only
+    once their time to be looked at again has come)."""
     known = ledger.source_hashes(zone.url)
     landed = list(zone.list_files())
     statuses = ledger.statuses({sha for sha in known.values()})
-    return [f for f in landed if statuses.get(known.get((f.key, f.version), ""), None) not in FINAL]
+    waiting = ledger.waiting(zone.url)
+    now = datetime.now(timezone.utc)
+    return [
+        f
+        for f in landed
+        if statuses.get(sha := known.get((f.key, f.version), "")) not in FINAL
+        and (sha not in waiting or waiting[sha].due(now, f.modified))
+    ]

@@ -42,8 +42,13 @@ from sqlalchemy.engine import Engine, make_url
 
 CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
 DUPLICATE = "duplicate"  # the same decoded content as a file landed before
-SUPERSEDED = "superseded"  # curated, then replaced by new content under the same key
-FINAL = (CURATED, QUARANTINED, DUPLICATE, SUPERSEDED)
+FINAL = (CURATED, QUARANTINED, DUPLICATE)
+# Not complete yet (still being written): looked at again from its time in yieldops_landed_waits.
+WAITING = "waiting"
+# An earlier version of a key: bytes that waited and are no longer landed (their key holds
+# newer bytes, or is gone), or curated data replaced by new content under the same key. Never
+# looked at again unless the same bytes land again.
+SUPERSEDED = "superseded"
 # A claim older than this whose run never finished it (worker lost) may be taken again.
 DEFAULT_STALE_CLAIM = timedelta(hours=2)
 
@@ -102,6 +107,33 @@ superseded_files = Table(
 )
 
 
+# When each waiting file is looked at again, and when its bytes last changed. A table of its
+# own: create_all adds tables to a deployed ledger, never columns.
+landed_waits = Table(
+    "yieldops_landed_waits",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("recheck_at", DateTime(timezone=True), nullable=False),
+    Column("modified_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class WaitingFile:
+    """A landed file that is not complete yet, and when it is looked at again."""
+
+    sha256: str
+    source_key: str
+    reason: str | None
+    recheck_at: datetime
+    modified_at: datetime
+
+    def due(self, now: datetime, modified: datetime) -> bool:
+        """Whether to look at it again: its time has come, or the landing zone shows another
+        modification time than it had (touched, or rewritten with the same bytes)."""
+        return self.recheck_at <= now or modified != self.modified_at
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     sha256: str
@@ -122,6 +154,11 @@ class LedgerEntry:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes; every time stored here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _insert(engine: Engine):
@@ -190,8 +227,9 @@ class Ledger:
         """Take a file for ``run_id``; False when it is done or another run holds it.
 
         New content is inserted as claimed. Known content is taken only when
-        it failed before, when its claim is stale, or, with ``reprocess``, when
-        it was curated or quarantined.
+        it failed before, when its claim is stale, when it waits (the caller takes it only
+        once it is due), when it was superseded and landed again, or, with ``reprocess``,
+        when it was curated or quarantined.
         """
         now = _now()
         insert = (
@@ -212,6 +250,8 @@ class Ledger:
         takeable = [
             landed_files.c.status == FAILED,
             and_(landed_files.c.status == CLAIMED, landed_files.c.claimed_at < now - stale_after),
+            landed_files.c.status == WAITING,  # claim_files takes it only when due
+            landed_files.c.status == SUPERSEDED,  # its bytes landed again
         ]
         if reprocess:
             takeable.append(landed_files.c.status.in_(FINAL))
@@ -266,6 +306,69 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(statement.returning(landed_files.c.sha256)).first() is not None
 
+    def wait(
+        self,
+        sha256: str,
+        run_id: str,
+        *,
+        reason: str,
+        recheck_at: datetime,
+        modified_at: datetime,
+        product: str | None = None,
+        lot_id: str | None = None,
+    ) -> bool:
+        """End a claim held by ``run_id`` as waiting (not complete yet): the file is claimed
+        again from ``recheck_at``, or sooner as new bytes. False if the run no longer holds it."""
+        held = update(landed_files).where(
+            landed_files.c.sha256 == sha256,
+            landed_files.c.dag_run_id == run_id,
+            landed_files.c.status == CLAIMED,
+        )
+        times = {"recheck_at": recheck_at, "modified_at": modified_at}
+        upsert = _insert(self.engine)(landed_waits).values(sha256=sha256, **times)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                held.values(
+                    status=WAITING,
+                    reason=reason,
+                    product=product,
+                    lot_id=lot_id,
+                    finished_at=_now(),
+                ).returning(landed_files.c.sha256)
+            ).first()
+            if done:
+                conn.execute(upsert.on_conflict_do_update(index_elements=["sha256"], set_=times))
+            return done is not None
+
+    def waiting(self, zone_url: str) -> dict[str, WaitingFile]:
+        """The zone's waiting files by bytes hash."""
+        query = (
+            select(
+                landed_files.c.sha256,
+                landed_files.c.source_key,
+                landed_files.c.reason,
+                landed_waits.c.recheck_at,
+                landed_waits.c.modified_at,
+            )
+            .join(landed_waits, landed_waits.c.sha256 == landed_files.c.sha256)
+            .where(landed_files.c.zone_url == zone_url, landed_files.c.status == WAITING)
+        )
+        with self.engine.connect() as conn:
+            return {
+                sha: WaitingFile(sha, key, reason, _utc(recheck), _utc(modified))
+                for sha, key, reason, recheck, modified in conn.execute(query)
+            }
+
+    def supersede(self, reasons: dict[str, str]) -> None:
+        """Close waiting files whose bytes are no longer landed, each with its reason."""
+        with self.engine.begin() as conn:
+            for sha, reason in reasons.items():
+                conn.execute(
+                    update(landed_files)
+                    .where(landed_files.c.sha256 == sha, landed_files.c.status == WAITING)
+                    .values(status=SUPERSEDED, reason=reason, finished_at=_now())
+                )
+
     def take_content(self, content_sha256: str, sha256: str) -> str:
         """The file (bytes hash) that owns this decoded content: ``sha256`` when it is the
         first to land it (or took it before, e.g. when reprocessed); else the earlier one."""
@@ -292,7 +395,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return [LedgerEntry(**row._mapping) for row in conn.execute(query)]
 
-    def supersede(self, older: Iterable[str], newer: str, run_id: str) -> None:
+    def supersede_curated(self, older: Iterable[str], newer: str, run_id: str) -> None:
         """Record that the curated files ``older`` were replaced by ``newer`` (same key)."""
         now = _now()
         with self.engine.begin() as conn:
