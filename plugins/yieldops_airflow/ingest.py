@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import asdict
+from datetime import timedelta
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 DAG_ID = "stdf_ingest"
 WAIT_TASK_ID = "wait_for_files"
 CURATED_ALIAS = "curated"
+# The claim task's execution_timeout: claim_files stops hashing new files after its own
+# limit (DEFAULT_CLAIM_TIME_LIMIT, 10 min); this leaves room for the file being hashed then.
+CLAIM_TIMEOUT = timedelta(minutes=30)
 
 
 def event_keys(triggering_asset_events) -> list[str]:
@@ -48,18 +52,35 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
         report.already_done,
         report.duplicates or "none",
     )
+    for entry in report.rejected:
+        log.warning("%s %s: %s", "would reject" if params.get("dry_run") else "rejected",
+                    entry.key, entry.reason)  # fmt: skip
+    if report.left_for_next_run:
+        log.warning(
+            "claim time limit reached: %d file(s) left for the next run",
+            len(report.left_for_next_run),
+        )
     if params.get("dry_run"):
         log.info("dry run, would claim: %s", [f.key for f in report.would_claim] or "nothing")
-    if report.claimed:
-        # The DAG runs one at a time: say why a run triggered meanwhile stays queued.
-        keys = [f.key for f in report.claimed]
-        set_run_note(
-            DAG_ID,
-            run_id,
-            f"ingesting {len(keys)} file(s): {', '.join(keys[:3])}{', ...' if keys[3:] else ''}."
-            " Runs triggered meanwhile are queued until this one ends (one run at a time).",
-        )
+    if report.claimed or report.rejected:
+        set_run_note(DAG_ID, run_id, claim_note([f.key for f in report.claimed], report.rejected))
     return [asdict(f) for f in report.claimed]
+
+
+def claim_note(claimed: list[str], rejected: list) -> str:
+    """The note while the run ingests. The DAG runs one at a time: it says why a run
+    triggered meanwhile stays queued."""
+    parts = []
+    if claimed:
+        parts.append(f"ingesting {len(claimed)} file(s): {_some(claimed)}.")
+    if rejected:
+        parts.append(f"rejected {len(rejected)} entry(ies): {_some([e.key for e in rejected])}.")
+    parts.append("Runs triggered meanwhile are queued until this one ends (one run at a time).")
+    return " ".join(parts)
+
+
+def _some(keys: list[str]) -> str:
+    return f"{', '.join(keys[:3])}{', ...' if keys[3:] else ''}"
 
 
 def ingest(file: dict, run_id: str, ti) -> dict:
@@ -116,8 +137,9 @@ def publish(outcomes, outlet_events) -> dict[str, int]:
 
 
 def report(run_id: str, ti) -> dict[str, int]:
-    """Summarise the run from the ledger; a run with quarantined or failed files ends failed."""
-    from yieldops.landing.ledger import CURATED, FAILED, QUARANTINED
+    """Summarise the run from the ledger; a run with quarantined or failed files, or with
+    entries it rejected, ends failed."""
+    from yieldops.landing.ledger import CURATED, FAILED, QUARANTINED, REJECTED
     from yieldops_airflow.notifiers import YieldopsNotifier
 
     settings = runtime_settings()
@@ -128,7 +150,7 @@ def report(run_id: str, ti) -> dict[str, int]:
     set_run_note(DAG_ID, run_id, outcome_note(counts, ti.xcom_pull(WAIT_TASK_ID, key=GAVE_WAY_KEY)))
     for e in entries:
         log.info("%-12s %s %s", e.status, e.source_key, e.reason or e.output or "")
-    bad = [e for e in entries if e.status in (QUARANTINED, FAILED)]
+    bad = [e for e in entries if e.status in (QUARANTINED, FAILED, REJECTED)]
     if bad:
         details = {
             "run_id": run_id,
@@ -138,6 +160,7 @@ def report(run_id: str, ti) -> dict[str, int]:
         raise AirflowFailException(
             f"{counts[CURATED]} curated, {counts[QUARANTINED]} quarantined, {counts[FAILED]} failed"
             f"{f' ({len(released)} left unfinished by their task)' if released else ''}"
+            f"{f', {counts[REJECTED]} rejected' if counts[REJECTED] else ''}"
         )
     return dict(counts)
 
