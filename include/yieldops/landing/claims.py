@@ -107,12 +107,18 @@ def landed_by_content(
 
 
 def _unreadable(landed: LandedFile, reason: str) -> RejectedEntry:
-    return RejectedEntry(landed.key, reason, size=landed.size, version=landed.version)
+    return RejectedEntry(landed.key, reason, size=landed.size, version=_read_version(landed))
 
 
 def _unreadable_key(zone: LandingZone, landed: LandedFile) -> str:
     """The ledger key this version of a file has if it could not be read."""
-    return rejected_key(zone.url, landed.key, _version_identity(landed.version))
+    return rejected_key(zone.url, landed.key, _version_identity(_read_version(landed)))
+
+
+def _read_version(landed: LandedFile) -> str:
+    # With the modification time: an S3 object uploaded again with the same bytes (from
+    # Glacier to a readable storage class) keeps its ETag but is another try.
+    return f"{landed.version} {landed.modified.isoformat()}"
 
 
 def _version_identity(version: str) -> str:

@@ -90,8 +90,8 @@ class RejectedEntry:
     key: str  # printable: see printable_key
     reason: str
     size: int = 0
-    # The version that could not be read, for entries found unreadable only when opened;
-    # None for those rejected by the listing, which are known by their reason.
+    # The version (and modification time) that could not be read, for entries found
+    # unreadable only when opened; None for those rejected by the listing, known by reason.
     version: str | None = None
 
 
