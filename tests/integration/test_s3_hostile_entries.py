@@ -44,7 +44,7 @@ def test_an_archived_object_is_rejected_once_and_the_others_are_claimed(
     s3_client.put_object(
         Bucket=bucket, Key="landing/archived.stdf", Body=lots[1], StorageClass="GLACIER"
     )
-    zone = S3LandingZone(f"s3://{bucket}/landing", s3_client)
+    zone = _OpenCountingZone(f"s3://{bucket}/landing", s3_client)
 
     first = claim_files(zone, ledger, "run-1")
 
@@ -57,7 +57,9 @@ def test_an_archived_object_is_rejected_once_and_the_others_are_claimed(
         "run-1",
         len(lots[1]),
     )
+    zone.opened.clear()
     assert claim_files(zone, ledger, "run-2").rejected == []
+    assert zone.opened == []  # not even tried again
     assert [e.key for e in pending_files(zone, ledger)] == ["good.stdf"]  # claimed, not done
 
     # Uploaded again, readable: a new version, claimed like any file.
@@ -65,12 +67,25 @@ def test_an_archived_object_is_rejected_once_and_the_others_are_claimed(
     assert [f.key for f in claim_files(zone, ledger, "run-3").claimed] == ["archived.stdf"]
 
 
+class _OpenCountingZone(S3LandingZone):
+    """The S3 zone, noting the keys it opens."""
+
+    def __init__(self, url: str, client) -> None:
+        super().__init__(url, client)
+        self.opened: list[str] = []
+
+    def open(self, key: str):
+        self.opened.append(key)
+        return super().open(key)
+
+
 def test_a_key_too_long_for_the_quarantine_prefix_is_shortened(
     s3_client, bucket, ledger, lots, tmp_path
 ):
-    # Landing keys fit S3's 1024 bytes; under the longer quarantine/ prefix, with
-    # .reason.json, they would not. Two of them, differing only at their ends.
-    keys = [f"lot-7/{'w' * (KEY_MAX - 40)}-{end}.stdf" for end in ("a", "b")]
+    # Landing keys of S3's full 1024 bytes; under the longer quarantine/ prefix, with
+    # .reason.json, they would not fit. Two of them, differing only at their ends.
+    filler = "w" * (KEY_MAX - len("in/lot-7/-a.stdf"))
+    keys = [f"lot-7/{filler}-{end}.stdf" for end in ("a", "b")]
     for cut, key in enumerate(keys, start=20_000):  # cut short: bad data, to quarantine
         s3_client.put_object(Bucket=bucket, Key=f"in/{key}", Body=lots[0][:cut])
     zone = S3LandingZone(f"s3://{bucket}/in", s3_client)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -21,12 +22,14 @@ from yieldops.landing.ledger import CLAIMED, QUARANTINED, REJECTED, Ledger
 from yieldops.landing.zones import (
     LOCAL_QUARANTINE_NAME_MAX,
     PATH_MAX,
+    EntryProblem,
     LocalLandingZone,
     RejectedEntry,
     shortened_name,
 )
 from yieldops.synth import synthesize
 
+T = TypeVar("T")
 # Two long names, the same but for their last characters: their shortened quarantine names
 # must still differ. 250 bytes fit a file name; with ".reason.json" they would not.
 LONG_NAMES = [f"{'lot-A1234-wafer-07-' * 12}{end * 17}.stdf" for end in "xy"]
@@ -88,7 +91,7 @@ GOOD_KEYS = ["tester/linked.stdf", "tester/lot1.stdf", "tester/lot2.stdf"]
 def test_good_files_are_claimed_and_each_hostile_entry_is_rejected_once(landing, ledger):
     zone = LocalLandingZone(landing)
 
-    first = _claim_without_blocking(landing, lambda: claim_files(zone, ledger, "run-1"))
+    first = _unless_blocked_on(landing / "pipe.stdf", lambda: claim_files(zone, ledger, "run-1"))
 
     assert sorted(f.key for f in first.claimed) == sorted(
         GOOD_KEYS + [f"tester/{name}" for name in LONG_NAMES]
@@ -114,22 +117,38 @@ def test_good_files_are_claimed_and_each_hostile_entry_is_rejected_once(landing,
 
 def test_an_entry_that_becomes_a_file_is_claimed_like_any_other(landing, ledger, lots):
     zone = LocalLandingZone(landing)
-    _claim_without_blocking(landing, lambda: claim_files(zone, ledger, "run-1"))
+    _unless_blocked_on(landing / "pipe.stdf", lambda: claim_files(zone, ledger, "run-1"))
     (landing / "nowhere.stdf").unlink(missing_ok=True)
     (landing / ".store" / "lot4.stdf").write_bytes(lots[3])
     (landing / "dangling.stdf").unlink()
     (landing / "dangling.stdf").symlink_to(".store/lot4.stdf")
 
-    report = _claim_without_blocking(landing, lambda: claim_files(zone, ledger, "run-2"))
+    report = _unless_blocked_on(landing / "pipe.stdf", lambda: claim_files(zone, ledger, "run-2"))
 
     assert [f.key for f in report.claimed] == ["dangling.stdf"]
     assert report.rejected == []
 
 
+def test_opening_a_pipe_swapped_in_after_the_listing_fails_at_once(landing):
+    """The listing never offers a pipe, but one may replace a file before it is read."""
+    zone = LocalLandingZone(landing)
+    (landing / "tester" / "lot2.stdf").unlink()
+    os.mkfifo(landing / "tester" / "lot2.stdf")
+
+    def open_it() -> None:
+        with pytest.raises(EntryProblem, match=r"lot2\.stdf: a named pipe"):
+            zone.open("tester/lot2.stdf")
+
+    _unless_blocked_on(landing / "tester" / "lot2.stdf", open_it)
+
+
 def test_a_dry_run_names_the_entries_it_would_reject_and_records_nothing(landing, ledger):
     zone = LocalLandingZone(landing)
 
-    dry = _claim_without_blocking(landing, lambda: claim_files(zone, ledger, "r", dry_run=True))
+    def dry_claim() -> ClaimReport:
+        return claim_files(zone, ledger, "r", dry_run=True)
+
+    dry = _unless_blocked_on(landing / "pipe.stdf", dry_claim)
 
     assert _reasons(dry.rejected).keys() == HOSTILE_REASONS.keys()
     assert ledger.entries() == []
@@ -137,7 +156,7 @@ def test_a_dry_run_names_the_entries_it_would_reject_and_records_nothing(landing
 
 def test_a_long_named_bad_file_is_quarantined_under_a_shortened_name(landing, ledger, tmp_path):
     zone = LocalLandingZone(landing)
-    report = _claim_without_blocking(landing, lambda: claim_files(zone, ledger, "run-1"))
+    report = _unless_blocked_on(landing / "pipe.stdf", lambda: claim_files(zone, ledger, "run-1"))
     long_ones = [f for f in report.claimed if Path(f.key).name in LONG_NAMES]
 
     targets = []
@@ -230,15 +249,15 @@ def _reasons(entries: list[RejectedEntry]) -> dict[str, str]:
     return {e.key: e.reason for e in entries}
 
 
-def _claim_without_blocking(root: Path, claim: Callable[[], ClaimReport]) -> ClaimReport:
-    """Runs ``claim``; if it is still blocked on the FIFO after a long while (opening one
+def _unless_blocked_on(pipe: Path, call: Callable[[], T]) -> T:
+    """Runs ``call``; if it is still blocked on the FIFO ``pipe`` after a long while (opening one
     for reading waits for a writer), opens it for writing once so the test fails instead of
-    hanging. Not a timing assertion: a claim that never opens the pipe finishes at once."""
-    result: list[ClaimReport | BaseException] = []
+    hanging. Not a timing assertion: a call that never opens the pipe returns at once."""
+    result: list[T | BaseException] = []
 
     def run() -> None:
         try:
-            result.append(claim())
+            result.append(call())
         except BaseException as exc:  # re-raised in the test's thread
             result.append(exc)
 
@@ -246,10 +265,10 @@ def _claim_without_blocking(root: Path, claim: Callable[[], ClaimReport]) -> Cla
     thread.start()
     thread.join(timeout=120)
     if thread.is_alive():
-        with open(root / "pipe.stdf", "wb"):
+        with open(pipe, "wb"):
             pass
         thread.join()
-        pytest.fail("the claim blocked on opening a named pipe")
+        pytest.fail("blocked on opening a named pipe")
     (outcome,) = result
     if isinstance(outcome, BaseException):
         raise outcome
