@@ -89,8 +89,9 @@ def landed_by_content(
                 sha = sha256_of(zone, landed.key)
             except FileNotFoundError:
                 continue  # gone since the listing
-            except PermissionError as exc:
-                hashed.unreadable.append(_unreadable(landed, f"cannot be read: {exc.strerror}"))
+            except OSError as exc:  # no permission, an I/O error: this file, not the others
+                reason = f"cannot be read: {exc.strerror or exc}"
+                hashed.unreadable.append(_unreadable(landed, reason))
                 continue
             except EntryProblem as problem:
                 hashed.unreadable.append(_unreadable(landed, str(problem)))

@@ -158,8 +158,8 @@ class LocalLandingZone:
             self.quarantine_path(key)
         except FileNotFoundError:
             return None
-        except PermissionError as exc:
-            return RejectedEntry(key, f"cannot be read: {exc.strerror}")
+        except OSError as exc:  # no permission to look, an I/O error
+            return RejectedEntry(key, f"cannot be read: {exc.strerror or exc}")
         except EntryProblem as problem:
             return RejectedEntry(key, str(problem))
         return LandedFile(
@@ -175,7 +175,7 @@ class LocalLandingZone:
         status = path.lstat()
         if not stat.S_ISLNK(status.st_mode):
             return status
-        target = os.readlink(path)
+        target = printable_key(os.readlink(path))
         try:
             status = path.stat()
         except OSError as exc:
@@ -184,9 +184,11 @@ class LocalLandingZone:
             if exc.errno == errno.ELOOP:
                 raise EntryProblem(f"symbolic link loop (to {target})") from exc
             raise EntryProblem(f"symbolic link to {target}: {exc.strerror}") from exc
-        if not self._inside(Path(os.path.realpath(path))):
+        real = Path(os.path.realpath(path))
+        if not self._inside(real):
             raise EntryProblem(
-                f"symbolic link to {os.path.realpath(path)}, outside the landing root {self.root}"
+                f"symbolic link to {printable_key(str(real))}, outside the landing root"
+                f" {printable_key(str(self.root))}"
             )
         return status
 

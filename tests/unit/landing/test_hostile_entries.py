@@ -37,6 +37,7 @@ NOT_UTF8 = b"bad-\xff\xfe-name.stdf"
 HOSTILE_REASONS = {
     "outside.stdf": "outside the landing root",
     "dangling.stdf": "dangling symbolic link to nowhere.stdf",
+    "dangling-to-bad-name.stdf": "dangling symbolic link to gone-\\xff.stdf",
     "loop-a.stdf": "symbolic link loop",
     "loop-b.stdf": "symbolic link loop",
     "pipe.stdf": "a named pipe (FIFO), not a regular file",
@@ -69,6 +70,7 @@ def landing(tmp_path, lots) -> Iterator[Path]:
     (tmp_path / "outside" / "secret.stdf").write_bytes(lots[0])
     (root / "outside.stdf").symlink_to(tmp_path / "outside" / "secret.stdf")
     (root / "dangling.stdf").symlink_to("nowhere.stdf")
+    (root / "dangling-to-bad-name.stdf").symlink_to(os.fsdecode(b"gone-\xff.stdf"))
     (root / "loop-a.stdf").symlink_to("loop-b.stdf")
     (root / "loop-b.stdf").symlink_to("loop-a.stdf")
     os.mkfifo(root / "pipe.stdf")
