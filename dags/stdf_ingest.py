@@ -27,6 +27,11 @@ Expectations against the product's YAML (`include/config/products/`).
    periodic sweep starts the run instead; in sweep mode only the schedule.
 2. **claim**: every such file is claimed in the ledger (keyed by content
    hash: the same bytes are never curated twice, even under another name).
+   Entries that are no files (symbolic links out of the landing folder or to
+   nothing, pipes, sockets, devices, names that are not UTF-8, objects that
+   cannot be read) are recorded once as `rejected`; the files beside them are
+   claimed. It stops hashing new files past a time limit (the rest waits for
+   the next run) and times out after {steps.CLAIM_TIMEOUT.total_seconds() / 60:g} minutes.
 3. **ingest** (one mapped task per file): decode, validate, write curated
    Parquet. A bad file is copied to `quarantine/` (beside the landing zone)
    with a `.reason.json` and fails only its own task. The *Data Docs* button opens its validation.
@@ -37,7 +42,8 @@ Expectations against the product's YAML (`include/config/products/`).
 4. **publish**: an asset event `curated/<product>` for each product that got
    new data; this schedules `yield_training`.
 5. **report**: the run's files from the ledger; a run with quarantined files
-   ends failed and notifies (HTTP connection `yieldops_notify`, else the log).
+   or new rejected entries ends failed and notifies (HTTP connection
+   `yieldops_notify`, else the log).
    **watcher** notifies and fails the run when any other task failed.
 
 Params: `reprocess_key` / `reprocess_lot` take finished files again,
@@ -88,7 +94,7 @@ until it ends.
     },
 )
 def stdf_ingest():
-    @task
+    @task(execution_timeout=steps.CLAIM_TIMEOUT)
     def claim(params=None, run_id=None, triggering_asset_events=None) -> list[dict]:
         return steps.claim(run_id, params, triggering_asset_events)
 

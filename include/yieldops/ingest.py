@@ -20,8 +20,16 @@ from . import completeness
 from .completeness import CompletenessRules, HashedBytes, Unfinished
 from .config import ConfigError, ProductConfig
 from .landing.claims import ClaimedFile
-from .landing.ledger import CURATED, DUPLICATE, QUARANTINED, WAITING, Ledger, LedgerEntry
-from .landing.zones import LandingZone
+from .landing.ledger import (
+    CURATED,
+    DUPLICATE,
+    QUARANTINED,
+    REJECTED,
+    WAITING,
+    Ledger,
+    LedgerEntry,
+)
+from .landing.zones import EntryProblem, LandingZone
 from .product_match import FileFacts, NoProductMatch, match_product
 from .stdf import DecodeFacts, StdfError, read_tables
 from .stdf.source import Digest
@@ -34,7 +42,7 @@ DEFAULT_RULES = CompletenessRules()
 class IngestOutcome:
     sha256: str
     key: str
-    status: str  # curated, quarantined, duplicate, or waiting (not complete yet)
+    status: str  # curated, quarantined, duplicate, rejected, or waiting (not complete yet)
     product: str | None = None
     lot_id: str | None = None
     location: str | None = None  # curated folder, or where the quarantined copy went
@@ -98,21 +106,35 @@ def ingest_file(
             recheck_at=young.recheck_at.isoformat(),
         )
     except Quarantine as bad:
-        location = zone.quarantine(claimed.key, _reason_record(claimed, zone, run_id, bad))
-        outcome = IngestOutcome(
-            claimed.sha256,
-            claimed.key,
-            QUARANTINED,
-            location=location,
-            reason=f"{bad.stage}: {bad.reason}",
-            docs_page=bad.details.get("docs_page"),
-            product=bad.details.get("product"),
-            lot_id=bad.details.get("lot_id"),
-        )
+        outcome = _quarantined(claimed, zone, run_id, bad)
+    except EntryProblem as problem:  # no longer a readable file (e.g. replaced by a pipe)
+        outcome = IngestOutcome(claimed.sha256, claimed.key, REJECTED, reason=str(problem))
     outcome = IngestOutcome(**{**outcome.as_dict(), "seconds": time.perf_counter() - started})
     if not _record(outcome, claimed, ledger, run_id):
         log.warning("%s: the ledger claim moved on while it was processed", claimed.key)
     return outcome
+
+
+def _quarantined(
+    claimed: ClaimedFile, zone: LandingZone, run_id: str, bad: Quarantine
+) -> IngestOutcome:
+    """The file copied to the quarantine with its reason, or rejected when even that copy
+    cannot be made (a key the quarantine has no room for)."""
+    try:
+        location = zone.quarantine(claimed.key, _reason_record(claimed, zone, run_id, bad))
+    except EntryProblem as problem:
+        reason = f"{bad.stage}: {bad.reason}; not copied to the quarantine: {problem}"
+        return IngestOutcome(claimed.sha256, claimed.key, REJECTED, reason=reason)
+    return IngestOutcome(
+        claimed.sha256,
+        claimed.key,
+        QUARANTINED,
+        location=location,
+        reason=f"{bad.stage}: {bad.reason}",
+        docs_page=bad.details.get("docs_page"),
+        product=bad.details.get("product"),
+        lot_id=bad.details.get("lot_id"),
+    )
 
 
 def _record(outcome: IngestOutcome, claimed: ClaimedFile, ledger: Ledger, run_id: str) -> bool:

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 DAG_ID = "stdf_ingest"
 WAIT_TASK_ID = "wait_for_files"
 CURATED_ALIAS = "curated"
+# The claim task's execution_timeout: claim_files stops hashing new files after its own
+# limit (DEFAULT_CLAIM_TIME_LIMIT, 10 min); this leaves room for the file being hashed then.
+CLAIM_TIMEOUT = timedelta(minutes=30)
 
 
 def event_keys(triggering_asset_events) -> list[str]:
@@ -57,18 +61,35 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
         log.info("not complete yet, not claimed: %s: %s", waiting.source_key, waiting.reason)
     if report.superseded:
         log.info("superseded before they were complete: %s", report.superseded)
+    for entry in report.rejected:
+        log.warning("%s %s: %s", "would reject" if params.get("dry_run") else "rejected",
+                    entry.key, entry.reason)  # fmt: skip
+    if report.left_for_next_run:
+        log.warning(
+            "claim time limit reached: %d file(s) left for the next run",
+            len(report.left_for_next_run),
+        )
     if params.get("dry_run"):
         log.info("dry run, would claim: %s", [f.key for f in report.would_claim] or "nothing")
-    if report.claimed:
-        # The DAG runs one at a time: say why a run triggered meanwhile stays queued.
-        keys = [f.key for f in report.claimed]
-        set_run_note(
-            DAG_ID,
-            run_id,
-            f"ingesting {len(keys)} file(s): {', '.join(keys[:3])}{', ...' if keys[3:] else ''}."
-            " Runs triggered meanwhile are queued until this one ends (one run at a time).",
-        )
+    if report.claimed or report.rejected:
+        set_run_note(DAG_ID, run_id, claim_note([f.key for f in report.claimed], report.rejected))
     return [asdict(f) for f in report.claimed]
+
+
+def claim_note(claimed: list[str], rejected: list) -> str:
+    """The note while the run ingests. The DAG runs one at a time: it says why a run
+    triggered meanwhile stays queued."""
+    parts = []
+    if claimed:
+        parts.append(f"ingesting {len(claimed)} file(s): {_some(claimed)}.")
+    if rejected:
+        parts.append(f"rejected {len(rejected)} entry(ies): {_some([e.key for e in rejected])}.")
+    parts.append("Runs triggered meanwhile are queued until this one ends (one run at a time).")
+    return " ".join(parts)
+
+
+def _some(keys: list[str]) -> str:
+    return f"{', '.join(keys[:3])}{', ...' if keys[3:] else ''}"
 
 
 def ingest(file: dict, run_id: str, ti) -> dict:
@@ -100,6 +121,8 @@ def ingest(file: dict, run_id: str, ti) -> dict:
         raise AirflowFailException(
             f"{outcome.key} quarantined ({outcome.reason}); see {outcome.location}"
         )
+    if outcome.status == "rejected":
+        raise AirflowFailException(f"{outcome.key} rejected: {outcome.reason}")
     if outcome.status == "waiting":
         log.info("%s not complete yet, not curated: %s", outcome.key, outcome.reason)
         return outcome.as_dict()
@@ -133,8 +156,9 @@ def publish(outcomes, outlet_events) -> dict[str, int]:
 
 
 def report(run_id: str, ti) -> dict[str, int]:
-    """Summarise the run from the ledger; a run with quarantined or failed files ends failed."""
-    from yieldops.landing.ledger import CURATED, FAILED, QUARANTINED
+    """Summarise the run from the ledger; a run with quarantined or failed files, or with
+    entries it rejected, ends failed."""
+    from yieldops.landing.ledger import CURATED, FAILED, QUARANTINED, REJECTED
     from yieldops_airflow.notifiers import YieldopsNotifier
 
     settings = runtime_settings()
@@ -147,7 +171,7 @@ def report(run_id: str, ti) -> dict[str, int]:
     set_run_note(DAG_ID, run_id, "; ".join(filter(None, [note, waiting_text(waiting.values())])))
     for e in entries:
         log.info("%-12s %s %s", e.status, e.source_key, e.reason or e.output or "")
-    bad = [e for e in entries if e.status in (QUARANTINED, FAILED)]
+    bad = [e for e in entries if e.status in (QUARANTINED, FAILED, REJECTED)]
     if bad:
         details = {
             "run_id": run_id,
@@ -157,6 +181,7 @@ def report(run_id: str, ti) -> dict[str, int]:
         raise AirflowFailException(
             f"{counts[CURATED]} curated, {counts[QUARANTINED]} quarantined, {counts[FAILED]} failed"
             f"{f' ({len(released)} left unfinished by their task)' if released else ''}"
+            f"{f', {counts[REJECTED]} rejected' if counts[REJECTED] else ''}"
         )
     return dict(counts)
 

@@ -12,10 +12,15 @@ as ``x.stdf`` is curated once; the second ends ``duplicate``, naming the first. 
 bytes' hash stays the key of a claim (it is known before decoding, from a listing and
 one read); the content's hash is known only once the file is decoded, so ingest takes
 the content (:meth:`Ledger.take_content`) before it curates.
+
+An entry of the landing zone that cannot be ingested as a file (a symbolic link out of
+the landing root, a pipe, a name that is not UTF-8, an object that cannot be read) has no
+bytes to hash: it is recorded once as ``rejected`` under :func:`rejected_key`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,7 +47,8 @@ from sqlalchemy.engine import Engine, make_url
 
 CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
 DUPLICATE = "duplicate"  # the same decoded content as a file landed before
-FINAL = (CURATED, QUARANTINED, DUPLICATE)
+REJECTED = "rejected"  # an entry that cannot be ingested as a file (see rejected_key)
+FINAL = (CURATED, QUARANTINED, DUPLICATE, REJECTED)
 # Not complete yet (still being written): looked at again from its time in yieldops_landed_waits.
 WAITING = "waiting"
 # An earlier version of a key: bytes that waited and are no longer landed (their key holds
@@ -150,6 +156,17 @@ class LedgerEntry:
     first_seen_at: datetime
     claimed_at: datetime | None
     finished_at: datetime | None
+
+
+def rejected_key(zone_url: str, source_key: str, identity: str) -> str:
+    """The ledger key of a rejected entry: the SHA-256 of ``rejected``, its zone URL, its key
+    and its identity, NUL-separated. The identity is what must change for the entry to be
+    recorded again: the reason for an entry the listing rejects (a link re-pointed elsewhere
+    has another reason), the version for one that could not be read (a new upload is
+    tried again). Rejected entries are never in ``yieldops_landed_sources``, so no
+    reprocessing takes them."""
+    text = "\0".join(("rejected", zone_url, source_key, identity))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -368,6 +385,31 @@ class Ledger:
                     .where(landed_files.c.sha256 == sha, landed_files.c.status == WAITING)
                     .values(status=SUPERSEDED, reason=reason, finished_at=_now())
                 )
+
+    def reject(
+        self, key: str, *, source_key: str, zone_url: str, size: int, reason: str, run_id: str
+    ) -> bool:
+        """Record an entry as rejected by ``run_id`` under ``key`` (:func:`rejected_key`);
+        False when it is recorded already, so each is recorded (and reported) once."""
+        now = _now()
+        statement = (
+            _insert(self.engine)(landed_files)
+            .values(
+                sha256=key,
+                source_key=source_key,
+                zone_url=zone_url,
+                size=size,
+                status=REJECTED,
+                reason=reason,
+                attempts=1,
+                dag_run_id=run_id,
+                first_seen_at=now,
+                finished_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement.returning(landed_files.c.sha256)).first() is not None
 
     def take_content(self, content_sha256: str, sha256: str) -> str:
         """The file (bytes hash) that owns this decoded content: ``sha256`` when it is the

@@ -12,10 +12,22 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from .zones import QUARANTINE, LandedFile, is_stdf_name
+from .zones import (
+    QUARANTINE,
+    REASON_SUFFIX,
+    EntryProblem,
+    LandedFile,
+    RejectedEntry,
+    is_stdf_name,
+    shortened_name,
+)
 
 # Reads of the HTTP body are this size at least; the STDF reader asks for 8 MiB at a time.
 READ_BUFFER_SIZE = 1 << 20
+KEY_MAX = 1024  # bytes of UTF-8 in an S3 object key
+# Errors that say this object cannot be read as it is (no permission; archived in Glacier or
+# Deep Archive and not restored), not that S3 is unreachable: not retried until it changes.
+UNREADABLE_OBJECT_ERRORS = ("AccessDenied", "InvalidObjectState")
 
 
 class S3LandingZone:
@@ -30,17 +42,26 @@ class S3LandingZone:
         self.client = client
 
     def list_files(self) -> Iterator[LandedFile]:
+        return (e for e in self.list_entries() if isinstance(e, LandedFile))
+
+    def list_entries(self) -> Iterator[LandedFile | RejectedEntry]:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents", []):
                 key = item["Key"][len(self.prefix) :]
-                if _is_landed_name(key):
-                    yield LandedFile(
-                        key=key,
-                        size=item["Size"],
-                        version=_unquoted(item["ETag"]),
-                        modified=item["LastModified"],
-                    )
+                if not _is_landed_name(key):
+                    continue
+                try:
+                    self.quarantine_key(key)
+                except EntryProblem as problem:
+                    yield RejectedEntry(key, str(problem), size=item["Size"])
+                    continue
+                yield LandedFile(
+                    key=key,
+                    size=item["Size"],
+                    version=_unquoted(item["ETag"]),
+                    modified=item["LastModified"],
+                )
 
     def open(self, key: str) -> BinaryIO:
         """The object's bytes, streamed from the HTTP response as they are read."""
@@ -48,13 +69,20 @@ class S3LandingZone:
             response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
         except self.client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(f"no such object {self.uri(key)}") from exc
+        except self.client.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") in UNREADABLE_OBJECT_ERRORS:
+                raise EntryProblem(
+                    f"cannot be read: {error['Code']} ({error.get('Message', '')})"
+                ) from exc
+            raise
         raw = _ObjectStream(response["Body"], name=self.uri(key))
         # BufferedReader adds peek() (the reader sniffs gzip/bz2 magic with it) and a
         # context manager that closes the body, not botocore's raw urllib3 response.
         return io.BufferedReader(raw, buffer_size=READ_BUFFER_SIZE)
 
     def quarantine(self, key: str, reason: dict) -> str:
-        target = f"{self.quarantine_prefix}{key}"
+        target = self.quarantine_key(key)
         # Server-side copy: the bytes never travel through this process. copy_object
         # takes objects up to 5 GB, far above any STDF file.
         self.client.copy_object(
@@ -64,11 +92,21 @@ class S3LandingZone:
         )
         self.client.put_object(
             Bucket=self.bucket,
-            Key=f"{target}.reason.json",
+            Key=f"{target}{REASON_SUFFIX}",
             Body=json.dumps(reason, indent=2).encode(),
             ContentType="application/json",
         )
         return f"s3://{self.bucket}/{target}"
+
+    def quarantine_key(self, key: str) -> str:
+        """``<quarantine prefix><key>``, the key shortened (hash kept) so that its reason
+        object's key fits KEY_MAX; EntryProblem when the quarantine prefix leaves no room."""
+        room = KEY_MAX - len(self.quarantine_prefix.encode()) - len(REASON_SUFFIX)
+        try:
+            return self.quarantine_prefix + shortened_name(key, room, key)
+        except EntryProblem as exc:
+            message = f"too long for the quarantine {self.quarantine_prefix}: {exc}"
+            raise EntryProblem(message) from exc
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"
