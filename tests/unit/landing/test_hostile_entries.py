@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from yieldops.completeness import CompletenessRules
 from yieldops.ingest import ingest_file
 from yieldops.landing.claims import ClaimReport, claim_files, pending_files
 from yieldops.landing.ledger import CLAIMED, QUARANTINED, REJECTED, Ledger
@@ -87,6 +88,8 @@ def ledger(tmp_path) -> Iterator[Ledger]:
     ledger.close()
 
 
+# Files handed over as finished: a cut one is quarantined at once instead of waiting for more.
+HANDED_OVER = CompletenessRules(quiet=timedelta(0), max_age=timedelta(0))
 GOOD_KEYS = ["tester/linked.stdf", "tester/lot1.stdf", "tester/lot2.stdf"]
 
 
@@ -163,14 +166,16 @@ def test_a_long_named_bad_file_is_quarantined_under_a_shortened_name(landing, le
 
     targets = []
     for claimed in long_ones:
-        outcome = ingest_file(claimed, zone, ledger, "run-1", curated_dir=tmp_path / "curated")
+        outcome = ingest_file(
+            claimed, zone, ledger, "run-1", curated_dir=tmp_path / "curated", rules=HANDED_OVER
+        )
         assert outcome.status == QUARANTINED and "ends inside a record" in outcome.reason
         target = Path(outcome.location.removeprefix("file://"))
         assert target.read_bytes() == (landing / claimed.key).read_bytes()
         assert len(target.name.encode()) <= LOCAL_QUARANTINE_NAME_MAX
         assert target.name.endswith(".stdf") and target.parent == tmp_path / "quarantine/tester"
         reason = json.loads(target.with_name(target.name + ".reason.json").read_text())
-        assert reason["key"] == claimed.key and reason["stage"] == "decode"
+        assert reason["key"] == claimed.key and reason["stage"] == "incomplete"
         targets.append(target)
     assert len(long_ones) == 2 and targets[0] != targets[1]
     assert {ledger.get(f.sha256).status for f in long_ones} == {QUARANTINED}
@@ -288,3 +293,17 @@ def _unix_socket(path: Path) -> Iterator[None]:
         finally:
             os.chdir(cwd)
         yield
+
+
+def test_a_file_that_stops_being_a_file_after_its_claim_is_rejected(landing, ledger, tmp_path):
+    """Its ingest ends rejected (once, with the reason) instead of failing on every run."""
+    zone = LocalLandingZone(landing)
+    report = _unless_blocked_on(landing / "pipe.stdf", lambda: claim_files(zone, ledger, "run-1"))
+    (claimed,) = [f for f in report.claimed if f.key == "tester/lot2.stdf"]
+    (landing / claimed.key).unlink()
+    (landing / claimed.key).mkdir()
+
+    outcome = ingest_file(claimed, zone, ledger, "run-1", curated_dir=tmp_path / "curated")
+
+    assert outcome.status == REJECTED and "a directory, not a regular file" in outcome.reason
+    assert ledger.get(claimed.sha256).status == REJECTED
