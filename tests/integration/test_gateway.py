@@ -540,8 +540,9 @@ def _dropped(client) -> dict[str, float]:
     }
 
 
-def _until(probe, timeout: float = 30.0) -> None:
-    """Until ``probe()`` is true; fails after ``timeout`` seconds."""
+def _until(probe, timeout: float = 120.0) -> None:
+    """Until ``probe()`` is true; fails after ``timeout`` seconds (a mirror worker started on a
+    heavily loaded machine took over 30 s to load its models)."""
     deadline = time.monotonic() + timeout
     while not probe():
         assert time.monotonic() < deadline, f"not within {timeout:.0f} s"
