@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from .landing.claims import ClaimedFile
 from .landing.ledger import CURATED, DUPLICATE, QUARANTINED, Ledger, LedgerEntry
 from .landing.zones import LandingZone
 from .product_match import FileFacts, NoProductMatch, match_product
-from .stdf import StdfError, read_tables
+from .stdf import DecodeFacts, DecompressionLimits, StdfError, read_tables
+from .stdf.source import DEFAULT_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class IngestOutcome:
     docs_page: str | None = None
     parts: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # what decoding left out, counted
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,15 +62,17 @@ def ingest_file(
     curated_dir: Path,
     docs_dir: Path | None = None,
     config_dir: Path | None = None,
+    limits: DecompressionLimits = DEFAULT_LIMITS,
 ) -> IngestOutcome:
     """Decode, validate and curate one claimed file, or quarantine it with the reason.
 
     Bad data never raises: the outcome says ``quarantined``. Anything else
-    (storage down, worker killed) raises and leaves the claim for a retry.
+    (storage down, worker killed) raises and leaves the claim for a retry. A compressed
+    file may decompress only as far as ``limits`` allow.
     """
     started = time.perf_counter()
     try:
-        outcome = _curate(claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir)
+        outcome = _curate(claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir, limits)
     except Quarantine as bad:
         location = zone.quarantine(claimed.key, _reason_record(claimed, zone, run_id, bad))
         outcome = IngestOutcome(
@@ -103,14 +107,16 @@ def _curate(
     curated_dir: Path,
     docs_dir: Path | None,
     config_dir: Path | None,
+    limits: DecompressionLimits,
 ) -> IngestOutcome:
     from .curated.dataset import write_file_tables
     from .validation import validate_tables
 
     content = hashlib.sha256()
+    facts = DecodeFacts()
     try:
         with zone.open(claimed.key) as stream:
-            tables = read_tables(stream, digest=content)
+            tables = read_tables(stream, digest=content, facts=facts, limits=limits)
     except StdfError as exc:
         raise Quarantine("decode", exc.reason, offset=exc.offset, record=exc.record) from exc
     first = ledger.take_content(content.hexdigest(), claimed.sha256)
@@ -148,6 +154,9 @@ def _curate(
         location=str(location),
         docs_page=docs_page,
         parts=tables["parts"].num_rows,
+        # the ledger's reason column shows them
+        reason="decoded with warnings: " + "; ".join(facts.warnings) if facts.warnings else None,
+        warnings=facts.warnings,
     )
 
 

@@ -66,6 +66,7 @@ def ingest(file: dict, run_id: str, ti) -> dict:
     """One claimed file. A quarantined file fails this task (and only this one), without retry."""
     from yieldops.ingest import ingest_file
     from yieldops.landing.claims import ClaimedFile
+    from yieldops.stdf import DecompressionLimits
     from yieldops_airflow.links import DataDocsLink, data_docs_url
 
     settings = runtime_settings()
@@ -77,6 +78,9 @@ def ingest(file: dict, run_id: str, ti) -> dict:
             run_id,
             curated_dir=settings.curated_dir,
             docs_dir=settings.docs_dir,
+            limits=DecompressionLimits(
+                settings.max_decompressed_bytes, settings.max_compression_ratio
+            ),
         )
     if outcome.docs_page:
         ti.xcom_push(

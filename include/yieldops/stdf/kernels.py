@@ -328,7 +328,8 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
     interleaved sites land on the right die; a result or PRR with no open
     part (missing PIR) opens one. Wafers open at WIR and close at WRR per
     head. State lives in ``open_part``, ``open_wafer`` and ``counters``
-    (next part, next wafer) so it carries over from one chunk to the next.
+    (next part, next wafer, PIRs that found their site's part still open: PRRs
+    missed) so it carries over from one chunk to the next.
     """
     n = offsets.shape[0]
     part_of = np.full(n, -1, dtype=np.int64)
@@ -348,6 +349,8 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
                 open_wafer[head] = -1
             continue
         key = head * 256 + np.int64(buf[p + site_at[kinds[r]]])
+        if what == 1 and open_part[key] >= 0:  # the open part got no PRR
+            counters[2] += 1
         if what == 1 or open_part[key] < 0:  # PIR, or a part without one
             open_part[key] = counters[0]
             counters[0] += 1
