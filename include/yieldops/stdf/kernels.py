@@ -78,20 +78,25 @@ def count_records(buf, start, end, little):
 
 
 @_jit
-def scan_records(buf, start, end, little, kind_of):
-    """Offsets (of the body), lengths and kinds of the whole records in buf[start:end]."""
+def scan_records(buf, start, end, little, kind_of, min_length, max_length):
+    """Offsets (of the body), lengths and kinds of the whole records in buf[start:end], and
+    the index of the first whose length its kind cannot have (-1: none)."""
     n, stop = count_records(buf, start, end, little)
     offsets = np.empty(n, dtype=np.int64)
     lengths = np.empty(n, dtype=np.int64)
     kinds = np.empty(n, dtype=np.int16)
+    implausible = -1
     p = start
     for i in range(n):
         length = np.int64(read_uint(buf, p, 2, little))
+        kind = kind_of[(np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])]
         offsets[i] = p + 4
         lengths[i] = length
-        kinds[i] = kind_of[(np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])]
+        kinds[i] = kind
+        if implausible < 0 and (length < min_length[kind] or length > max_length[kind]):
+            implausible = i
         p += 4 + length
-    return offsets, lengths, kinds, stop
+    return offsets, lengths, kinds, stop, implausible
 
 
 @_jit

@@ -705,6 +705,7 @@ class _Chunk:
     base: int  # stream offset of buf[0]
     consumed: int  # stream bytes decoded once this chunk is done
     little: bool
+    implausible: int  # the first record of an undefined type or impossible length; -1: none
 
     def rows(self, kind: str) -> np.ndarray:
         return np.flatnonzero(self.kinds == KIND[kind])
@@ -715,9 +716,8 @@ class _Chunk:
     def check(self, path: str, previous: _Header | None) -> None:
         """Raise on the first record whose type is undefined or whose REC_LEN its type
         cannot have (``previous``: the last record before this chunk)."""
-        bad = (self.lengths < MIN_LENGTH[self.kinds]) | (self.lengths > MAX_LENGTH[self.kinds])
-        if bad.any():
-            i = int(np.argmax(bad))
+        i = self.implausible
+        if i >= 0:
             raise self.header(i).error(path, self.header(i - 1) if i else previous)
 
 
@@ -748,8 +748,12 @@ def _scan_chunks(
     previous = None  # the last record of the chunks before
     while True:
         buf = chunks.buffer
-        offsets, lengths, kinds, stop = kernels.scan_records(buf, 0, chunks.end, little, KIND_OF)
-        chunk = _Chunk(buf, offsets, lengths, kinds, chunks.base, chunks.base + stop, little)
+        offsets, lengths, kinds, stop, implausible = kernels.scan_records(
+            buf, 0, chunks.end, little, KIND_OF, MIN_LENGTH, MAX_LENGTH
+        )
+        chunk = _Chunk(
+            buf, offsets, lengths, kinds, chunks.base, chunks.base + stop, little, implausible
+        )
         chunk.check(path, previous)
         yield little, chunk
         if len(kinds):
