@@ -145,10 +145,25 @@ def rec_len(draw, seed: Seed, m: Mutated) -> None:
         | st.sampled_from([0, 1, 2, 0xFFFF])
         | st.integers(0, 0xFFFF)
     )
+    _set_length(seed, m, offset, new)
+
+
+def _set_length(seed: Seed, m: Mutated, offset: int, new: int) -> None:
     m.data[offset : offset + 2] = struct.pack(seed.order + "H", new)
-    ends = {p + 4 + n for p, _, _, n in seed.headers()}
+    records = seed.headers()
+    ends = {p + 4 + n for p, _, _, n in records}
     back = _read_over(bytes(m.data), seed.order, offset + 4 + new, ends)
-    m.swallowed_prr |= any(offset < p < back for p, *t, _ in seed.headers() if tuple(t) == PRR)
+    m.swallowed_prr |= any(offset < p < back for p, *t, _ in records if tuple(t) == PRR)
+
+
+def rec_len_near_a_boundary(draw, seed: Seed, m: Mutated) -> None:
+    """A REC_LEN changed to end near a later record boundary: where a reader that lost the
+    boundaries can find them again, and what it skipped on the way can go unseen."""
+    records = seed.headers()
+    i = draw(st.integers(1, len(records) - 1))
+    offset, _, _, length = records[i]
+    ahead = sum(4 + n for *_, n in records[i + 1 : i + 1 + draw(st.integers(0, 3))])
+    _set_length(seed, m, offset, min(max(length + ahead + draw(st.integers(-8, 8)), 0), 0xFFFF))
 
 
 def rec_type(draw, seed: Seed, m: Mutated) -> None:
@@ -194,8 +209,9 @@ def remove(draw, seed: Seed, m: Mutated) -> None:
     m.header_only = False
 
 
+HEADER_MUTATIONS = (rec_len, rec_len_near_a_boundary, rec_type)
 MUTATIONS = {
-    f.__name__: f for f in (rec_len, rec_type, bit_flip, truncate, insert, duplicate, remove)
+    f.__name__: f for f in (*HEADER_MUTATIONS, bit_flip, truncate, insert, duplicate, remove)
 }
 
 
@@ -224,14 +240,29 @@ def test_mutated_files_decode_or_raise_a_stdf_error(data):
             blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
             m.header_only = False
     chunk_size = data.draw(st.sampled_from([SMALL_CHUNK, 8 << 20]))
+    check(seed, m, blob, chunk_size, single=len(names) == 1)
+
+
+@fuzz
+@given(st.data())
+def test_a_changed_header_loses_no_part_unsaid(data):
+    """One REC_LEN or record type changed: an error, a warning, or every part is there."""
+    seed = data.draw(st.sampled_from(seeds()), label="seed")
+    m = Mutated(bytearray(seed.data))
+    data.draw(st.sampled_from(HEADER_MUTATIONS))(data.draw, seed, m)
+    check(seed, m, bytes(m.data), data.draw(st.sampled_from([SMALL_CHUNK, 8 << 20])), True)
+
+
+def check(seed: Seed, m: Mutated, blob: bytes, chunk_size: int, single: bool) -> None:
+    """Tables or a StdfError; after one change of a header, no part lost without a word."""
     facts = DecodeFacts()
     try:
         parts = decode(blob, chunk_size, facts)
     except StdfError:
         event("StdfError")
         return
-    event("decoded")
-    if m.header_only and len(names) == 1 and parts < seed.parts and not facts.warnings:
+    event("decoded, with warnings" if facts.warnings else "decoded")
+    if m.header_only and single and parts < seed.parts and not facts.warnings:
         assert m.swallowed_prr, f"{seed.name}: {parts} of {seed.parts} parts, no error, no warning"
         event("a REC_LEN swallowed whole records, a PRR among them: not detectable")
 

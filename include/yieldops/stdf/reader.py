@@ -903,7 +903,7 @@ def to_parquet(
 
 
 def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:
-    """How many records of each type the file holds (types this reader does not know: UNKNOWN)."""
+    """How many records of each type the file holds (skipped ones too: PSR, IMAGE, ...)."""
     path = source_name(src)
     totals = np.zeros(len(KIND_NAMES), dtype=np.int64)
     with open_stdf(src) as stream:
