@@ -31,8 +31,8 @@ from .landing.ledger import (
 )
 from .landing.zones import EntryProblem, LandingZone
 from .product_match import FileFacts, NoProductMatch, match_product
-from .stdf import DecodeFacts, StdfError, read_tables
-from .stdf.source import Digest
+from .stdf import DecodeFacts, DecompressionLimits, StdfError, read_tables
+from .stdf.source import DEFAULT_LIMITS, Digest
 
 log = logging.getLogger(__name__)
 DEFAULT_RULES = CompletenessRules()
@@ -53,6 +53,7 @@ class IngestOutcome:
     recheck_at: str | None = None  # when a waiting file is looked at again (ISO time)
     # Earlier versions of the same key whose curated data this file replaced (their hashes).
     replaced: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what decoding left out, counted
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,17 +86,27 @@ def ingest_file(
     docs_dir: Path | None = None,
     config_dir: Path | None = None,
     rules: CompletenessRules | None = None,
+    limits: DecompressionLimits = DEFAULT_LIMITS,
 ) -> IngestOutcome:
     """Decode, validate and curate one claimed file, or quarantine it with the reason.
 
     Bad data never raises: the outcome says ``quarantined``. A file not complete yet
     (``yieldops.completeness``, by ``rules``) is not curated: the outcome says ``waiting``.
+    A compressed file may decompress only as far as ``limits`` allow.
     Anything else (storage down, worker killed) raises and leaves the claim for a retry.
     """
     started = time.perf_counter()
     try:
         outcome = _curate(
-            claimed, zone, ledger, run_id, curated_dir, docs_dir, config_dir, rules or DEFAULT_RULES
+            claimed,
+            zone,
+            ledger,
+            run_id,
+            curated_dir,
+            docs_dir,
+            config_dir,
+            rules or DEFAULT_RULES,
+            limits,
         )
     except Waiting as young:
         outcome = IngestOutcome(
@@ -167,12 +178,14 @@ def _curate(
     docs_dir: Path | None,
     config_dir: Path | None,
     rules: CompletenessRules,
+    limits: DecompressionLimits,
 ) -> IngestOutcome:
     from .curated.dataset import write_file_tables
     from .validation import validate_tables
 
     content = hashlib.sha256()
-    tables = _decode_complete(claimed, zone, content, config_dir, rules)
+    facts = DecodeFacts()
+    tables = _decode_complete(claimed, zone, content, config_dir, rules, facts, limits)
     first = ledger.take_content(content.hexdigest(), claimed.sha256)
     if first != claimed.sha256:
         return _duplicate(claimed, ledger.get(first), tables)
@@ -218,17 +231,22 @@ def _curate(
         location=str(location),
         docs_page=docs_page,
         parts=tables["parts"].num_rows,
-        reason=_replacement_note(earlier),
+        # the ledger's reason column shows them
+        reason=_curated_note(earlier, facts.warnings),
         replaced=[e.sha256 for e in earlier],
+        warnings=facts.warnings,
     )
 
 
-def _replacement_note(earlier: list[LedgerEntry]) -> str | None:
-    if not earlier:
-        return None
-    return "new version of the key: replaced the curated data of " + ", ".join(
-        e.sha256[:12] for e in earlier
-    )
+def _curated_note(earlier: list[LedgerEntry], warnings: list[str]) -> str | None:
+    """What a curated file's ledger reason says: the versions it replaced, decode warnings."""
+    notes = []
+    if earlier:
+        replaced = ", ".join(e.sha256[:12] for e in earlier)
+        notes.append(f"new version of the key: replaced the curated data of {replaced}")
+    if warnings:
+        notes.append("decoded with warnings: " + "; ".join(warnings))
+    return "; ".join(notes) or None
 
 
 def _decode_complete(
@@ -237,12 +255,13 @@ def _decode_complete(
     content: Digest,
     config_dir: Path | None,
     rules: CompletenessRules,
+    facts: DecodeFacts,
+    limits: DecompressionLimits,
 ) -> dict[str, pa.Table]:
-    """The file's tables when it is complete; raises ``Waiting`` while its tester may still
-    be writing it, ``Quarantine`` when it is corrupt or waited too long."""
-    facts = DecodeFacts()
+    """The file's tables when it is complete (``facts`` filled); raises ``Waiting`` while its
+    tester may still be writing it, ``Quarantine`` when it is corrupt or waited too long."""
     try:
-        tables = _decode_claimed(claimed, zone, content, facts)
+        tables = _decode_claimed(claimed, zone, content, facts, limits)
     except StdfError as exc:
         missing = completeness.cut_short(exc, claimed.size)
         if missing is None:
@@ -259,14 +278,18 @@ def _decode_complete(
 
 
 def _decode_claimed(
-    claimed: ClaimedFile, zone: LandingZone, content: Digest, facts: DecodeFacts
+    claimed: ClaimedFile,
+    zone: LandingZone,
+    content: Digest,
+    facts: DecodeFacts,
+    limits: DecompressionLimits,
 ) -> dict[str, pa.Table]:
     """The tables of the claimed bytes, or their ``StdfError``; ``Waiting`` when the file
     changed since it was claimed (still growing): its newer bytes are a version of their own."""
     with zone.open(claimed.key) as raw:
         read = HashedBytes(raw)
         try:
-            tables = read_tables(read.stream, digest=content, facts=facts)
+            tables = read_tables(read.stream, digest=content, facts=facts, limits=limits)
         except StdfError:
             _same_bytes(read, claimed)
             raise

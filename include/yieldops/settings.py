@@ -54,6 +54,9 @@ class Settings:
     rollout_min_samples: int = 200
     rollout_poll_seconds: float = 10.0
     rollout_canary_steps: tuple[int, ...] = (5, 25, 50, 100)
+    # How far a compressed landed file may decompress (yieldops.stdf.DecompressionLimits).
+    max_decompressed_bytes: int = 32 << 30
+    max_compression_ratio: float = 200.0
 
     def with_overrides(self, **values: str) -> Settings:
         known: dict[str, Any] = {k: v for k, v in values.items() if v}  # str or Path by field
@@ -90,4 +93,6 @@ def load_settings() -> Settings:
         rollout_canary_steps=tuple(
             int(w) for w in _env("YIELDOPS_ROLLOUT_CANARY_STEPS", "5,25,50,100").split(",")
         ),
+        max_decompressed_bytes=int(_env("YIELDOPS_MAX_DECOMPRESSED_BYTES", str(32 << 30))),
+        max_compression_ratio=float(_env("YIELDOPS_MAX_COMPRESSION_RATIO", "200")),
     )

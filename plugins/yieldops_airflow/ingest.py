@@ -97,6 +97,7 @@ def ingest(file: dict, run_id: str, ti) -> dict:
     from yieldops.completeness import CompletenessRules
     from yieldops.ingest import ingest_file
     from yieldops.landing.claims import ClaimedFile
+    from yieldops.stdf import DecompressionLimits
     from yieldops_airflow.links import DataDocsLink, data_docs_url
 
     settings = runtime_settings()
@@ -110,6 +111,9 @@ def ingest(file: dict, run_id: str, ti) -> dict:
             docs_dir=settings.docs_dir,
             rules=CompletenessRules.of(
                 settings.incomplete_quiet_seconds, settings.incomplete_max_age_seconds
+            ),
+            limits=DecompressionLimits(
+                settings.max_decompressed_bytes, settings.max_compression_ratio
             ),
         )
     if outcome.docs_page:

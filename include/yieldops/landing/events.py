@@ -78,7 +78,13 @@ def object_refs_from_messages(messages: Iterable[Mapping | str | bytes]) -> list
 
 def object_refs_from_trigger_payload(payload: Mapping) -> list[S3ObjectRef]:
     """The objects named by an ``SqsSensorTrigger`` event payload (5)."""
-    return object_refs_from_messages(payload.get("message_batch") or [])
+    batch = payload.get("message_batch") or []
+    if not isinstance(batch, list):
+        log.warning(
+            "skipping a trigger payload whose message_batch is no list: %s", _excerpt(batch)
+        )
+        return []
+    return object_refs_from_messages(batch)
 
 
 def object_refs_from_asset_extras(extras: Iterable[Mapping]) -> list[S3ObjectRef]:
@@ -90,7 +96,7 @@ def object_refs_from_asset_extras(extras: Iterable[Mapping]) -> list[S3ObjectRef
     """
     refs: list[S3ObjectRef] = []
     for extra in extras:
-        payload = extra.get("payload")
+        payload = extra.get("payload") if isinstance(extra, Mapping) else None
         if isinstance(payload, Mapping):
             refs.extend(object_refs_from_trigger_payload(payload))
         else:
@@ -107,7 +113,7 @@ def _body(message: Mapping | str | bytes) -> Mapping | None:
 def _parsed(text: Any) -> Mapping | None:
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
         value = None
     if not isinstance(value, Mapping):
         log.warning("skipping a message that is not a JSON object: %s", _excerpt(text))
@@ -135,15 +141,27 @@ def _created_object(record: Any) -> S3ObjectRef | None:
         if not record["eventName"].startswith(OBJECT_CREATED):
             return None
         s3 = record["s3"]
-        return S3ObjectRef(
+        ref = S3ObjectRef(
             bucket=s3["bucket"]["name"],
             key=unquote_plus(s3["object"]["key"]),
             size=s3["object"].get("size"),
             etag=s3["object"].get("eTag"),
         )
     except (KeyError, TypeError, AttributeError):
+        ref = None
+    if ref is None or not _well_typed(ref):
         log.warning("skipping a malformed S3 event record: %s", _excerpt(record))
         return None
+    return ref
+
+
+def _well_typed(ref: S3ObjectRef) -> bool:
+    return (
+        isinstance(ref.bucket, str)
+        and isinstance(ref.key, str)
+        and (ref.size is None or (isinstance(ref.size, int) and not isinstance(ref.size, bool)))
+        and (ref.etag is None or isinstance(ref.etag, str))
+    )
 
 
 def _excerpt(value: Any, limit: int = 200) -> str:

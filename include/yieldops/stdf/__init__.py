@@ -7,10 +7,12 @@
 
 from .errors import (
     CompressionError,
+    DecompressionLimitError,
     NotStdfError,
     RecordLengthError,
     StdfError,
     TruncatedError,
+    UndefinedRecordError,
     UnsupportedVersionError,
 )
 from .reader import (
@@ -21,16 +23,20 @@ from .reader import (
     record_counts,
     to_parquet,
 )
+from .source import DecompressionLimits
 from .writer import StdfWriter
 
 __all__ = [
     "CompressionError",
     "DecodeFacts",
+    "DecompressionLimitError",
+    "DecompressionLimits",
     "NotStdfError",
     "RecordLengthError",
     "StdfError",
     "StdfWriter",
     "TruncatedError",
+    "UndefinedRecordError",
     "UnsupportedVersionError",
     "iter_tables",
     "read_records",

@@ -38,8 +38,16 @@ class TruncatedError(StdfError):
 
 
 class RecordLengthError(StdfError):
-    """A record's length cannot hold its required fields, or a field runs past its record."""
+    """A record's length cannot hold its required fields, or is longer than its fields allow."""
+
+
+class UndefinedRecordError(StdfError):
+    """A record type STDF does not define (nor reserve): the reader lost the record boundaries."""
 
 
 class CompressionError(StdfError):
     """The gzip or bzip2 container is corrupt."""
+
+
+class DecompressionLimitError(StdfError):
+    """A compressed file decompresses past the size or ratio limit (a decompression bomb)."""

@@ -78,20 +78,25 @@ def count_records(buf, start, end, little):
 
 
 @_jit
-def scan_records(buf, start, end, little, kind_of):
-    """Offsets (of the body), lengths and kinds of the whole records in buf[start:end]."""
+def scan_records(buf, start, end, little, kind_of, min_length, max_length):
+    """Offsets (of the body), lengths and kinds of the whole records in buf[start:end], and
+    the index of the first whose length its kind cannot have (-1: none)."""
     n, stop = count_records(buf, start, end, little)
     offsets = np.empty(n, dtype=np.int64)
     lengths = np.empty(n, dtype=np.int64)
     kinds = np.empty(n, dtype=np.int16)
+    implausible = -1
     p = start
     for i in range(n):
         length = np.int64(read_uint(buf, p, 2, little))
+        kind = kind_of[(np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])]
         offsets[i] = p + 4
         lengths[i] = length
-        kinds[i] = kind_of[(np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])]
+        kinds[i] = kind
+        if implausible < 0 and (length < min_length[kind] or length > max_length[kind]):
+            implausible = i
         p += 4 + length
-    return offsets, lengths, kinds, stop
+    return offsets, lengths, kinds, stop, implausible
 
 
 @_jit
@@ -328,7 +333,8 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
     interleaved sites land on the right die; a result or PRR with no open
     part (missing PIR) opens one. Wafers open at WIR and close at WRR per
     head. State lives in ``open_part``, ``open_wafer`` and ``counters``
-    (next part, next wafer) so it carries over from one chunk to the next.
+    (next part, next wafer, PIRs that found their site's part still open: PRRs
+    missed) so it carries over from one chunk to the next.
     """
     n = offsets.shape[0]
     part_of = np.full(n, -1, dtype=np.int64)
@@ -348,6 +354,8 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
                 open_wafer[head] = -1
             continue
         key = head * 256 + np.int64(buf[p + site_at[kinds[r]]])
+        if what == 1 and open_part[key] >= 0:  # the open part got no PRR
+            counters[2] += 1
         if what == 1 or open_part[key] < 0:  # PIR, or a part without one
             open_part[key] = counters[0]
             counters[0] += 1

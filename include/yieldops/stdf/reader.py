@@ -26,31 +26,48 @@ from ..atomic import staged_dir
 from ..curated.identity import TestIds
 from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIME, WAFERS
 from . import kernels
-from .errors import RecordLengthError, TruncatedError
+from .errors import RecordLengthError, StdfError, TruncatedError, UndefinedRecordError
 from .records import RecordBlock
 from .source import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_LIMITS,
     ByteStream,
     ChunkReader,
+    DecompressionLimits,
     Digest,
     Source,
     byte_order,
     open_stdf,
     source_name,
 )
-from .spec import BY_TYPE, RECORDS, V4_2007_RECORDS
+from .spec import (
+    MAX_BODY,
+    MEMORY_RECORDS,
+    RECORDS,
+    RESERVED_TYPES,
+    SKIPPED_WHY,
+    V4_2007_RECORDS,
+)
 
-# Every record type gets a small kind number; 0 is a type this reader does not know.
-KIND_NAMES: list[str] = ["UNKNOWN", *RECORDS, *V4_2007_RECORDS.values()]
+# Every record type gets a small kind number; 0 is a type STDF does not define.
+_SKIPPED = {**V4_2007_RECORDS, **MEMORY_RECORDS}
+KIND_NAMES: list[str] = ["UNDEFINED", *RECORDS, *_SKIPPED.values(), *RESERVED_TYPES.values()]
 KIND: dict[str, int] = {name: i for i, name in enumerate(KIND_NAMES)}
+UNDEFINED = 0
 _TYPE_OF_KIND = {**{r.name: (r.typ, r.sub) for r in RECORDS.values()},
-                 **{name: key for key, name in V4_2007_RECORDS.items()}}  # fmt: skip
+                 **{name: key for key, name in _SKIPPED.items()}}  # fmt: skip
 KIND_OF = np.zeros(1 << 16, dtype=np.int16)
+for _typ, _name in RESERVED_TYPES.items():
+    KIND_OF[_typ << 8 : (_typ + 1) << 8] = KIND[_name]
+# The plausible REC_LEN of each kind: what its fields allow. An undefined type has none.
 MIN_LENGTH = np.zeros(len(KIND_NAMES), dtype=np.int64)
+MAX_LENGTH = np.full(len(KIND_NAMES), MAX_BODY, dtype=np.int64)
+MAX_LENGTH[UNDEFINED] = -1
 for _name, (_typ, _sub) in _TYPE_OF_KIND.items():
     KIND_OF[(_typ << 8) | _sub] = KIND[_name]
     if _name in RECORDS:
         MIN_LENGTH[KIND[_name]] = RECORDS[_name].min_length
+        MAX_LENGTH[KIND[_name]] = RECORDS[_name].max_length
 
 # What each record does to the part/wafer state (see kernels.assign_parts).
 _ROLES = {"PIR": 1, "PRR": 2, "PTR": 3, "MPR": 3, "FTR": 3, "WIR": 4, "WRR": 5}
@@ -101,7 +118,7 @@ class _FileDecoder:
         self.little = little
         self.open_part = np.full(1 << 16, -1, dtype=np.int64)
         self.open_wafer = np.full(256, -1, dtype=np.int64)
-        self.counters = np.zeros(2, dtype=np.int64)  # next part, next wafer
+        self.counters = np.zeros(3, dtype=np.int64)  # next part, next wafer, PRRs missed
         self.record_counts = np.zeros(len(KIND_NAMES), dtype=np.int64)
         self.first: dict[str, dict] = {}  # first MIR, MRR, WCR: their fields by name
         self.wafer_ids: list[str | None] = []  # by wafer index
@@ -126,7 +143,6 @@ class _FileDecoder:
         base: int,
     ) -> tuple[pa.Table, pa.Table]:
         self.record_counts += np.bincount(kinds, minlength=len(KIND_NAMES))
-        self._check_lengths(offsets, lengths, kinds, base)
         part_of, wafer_of = kernels.assign_parts(
             buf,
             offsets,
@@ -162,21 +178,6 @@ class _FileDecoder:
             ]
         )
         return parts, results
-
-    def _check_lengths(
-        self, offsets: np.ndarray, lengths: np.ndarray, kinds: np.ndarray, base: int
-    ) -> None:
-        short = np.flatnonzero(lengths < MIN_LENGTH[kinds])
-        if len(short):
-            i = short[0]
-            name = KIND_NAMES[kinds[i]]
-            raise RecordLengthError(
-                self.path,
-                f"record length {lengths[i]} cannot hold the required fields of {name} "
-                f"({MIN_LENGTH[kinds[i]]} bytes)",
-                base + int(offsets[i]) - 4,
-                name,
-            )
 
     def _wafers(self, block, wafer_of: np.ndarray) -> None:
         wir, r = block("WIR")
@@ -419,6 +420,21 @@ class _FileDecoder:
 
     # -- end of file -----------------------------------------------------------
 
+    def warnings(self) -> list[str]:
+        """What the file holds that the tables leave out, counted."""
+        skipped = [
+            f"skipped {n} {KIND_NAMES[k]} record(s) ({SKIPPED_WHY[KIND_NAMES[k]]}): not decoded"
+            for k, n in enumerate(self.record_counts)
+            if n and KIND_NAMES[k] in SKIPPED_WHY
+        ]
+        unclosed = int(self.counters[2] + (self.open_part >= 0).sum())
+        if unclosed:
+            skipped.append(
+                f"{unclosed} part(s) opened by a PIR got no PRR: no part row, "
+                "their results are kept without one"
+            )
+        return skipped
+
     def finish(self) -> dict[str, pa.Table]:
         return {
             "lots": self._lots(),
@@ -626,6 +642,58 @@ def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -
     return _conform(pa.table(table), TESTS)
 
 
+@dataclass(frozen=True)
+class _Header:
+    """One record's header: where it starts in the stream, its type and REC_LEN."""
+
+    offset: int
+    typ: int
+    sub: int
+    length: int
+
+    @property
+    def kind(self) -> int:
+        return int(KIND_OF[(self.typ << 8) | self.sub])
+
+    @property
+    def name(self) -> str:
+        return KIND_NAMES[self.kind] if self.kind != UNDEFINED else f"{self.typ}/{self.sub}"
+
+    @property
+    def plausible(self) -> bool:
+        return bool(MIN_LENGTH[self.kind] <= self.length <= MAX_LENGTH[self.kind])
+
+    def error(self, path: str, previous: _Header | None) -> StdfError:
+        """Why this record cannot be what its header says."""
+        if self.kind == UNDEFINED:
+            suspect = "" if previous is None else (
+                f"; the previous record, {previous.name} at byte {previous.offset} "
+                f"(REC_LEN {previous.length}), or one before it, has a wrong REC_LEN"
+            )  # fmt: skip
+            return UndefinedRecordError(
+                path,
+                f"undefined record type (REC_TYP {self.typ}, REC_SUB {self.sub}): "
+                f"the reader has lost the record boundaries{suspect}",
+                self.offset,
+            )
+        if self.length < MIN_LENGTH[self.kind]:
+            reason = (
+                f"record length {self.length} cannot hold the required fields of {self.name} "
+                f"({MIN_LENGTH[self.kind]} bytes)"
+            )
+        else:
+            reason = (
+                f"implausible REC_LEN: {self.name} of {self.length} bytes: "
+                f"a {self.name} holds at most {MAX_LENGTH[self.kind]}"
+            )
+        return RecordLengthError(path, reason, self.offset, self.name)
+
+
+def _header_at(buf: np.ndarray, p: int, base: int, little: bool) -> _Header:
+    length = int.from_bytes(bytes(buf[p : p + 2]), "little" if little else "big")
+    return _Header(base + p, int(buf[p + 2]), int(buf[p + 3]), length)
+
+
 @dataclass
 class _Chunk:
     """The whole records of one buffer fill: body offsets, lengths and kinds."""
@@ -636,18 +704,32 @@ class _Chunk:
     kinds: np.ndarray
     base: int  # stream offset of buf[0]
     consumed: int  # stream bytes decoded once this chunk is done
+    little: bool
+    implausible: int  # the first record of an undefined type or impossible length; -1: none
 
     def rows(self, kind: str) -> np.ndarray:
         return np.flatnonzero(self.kinds == KIND[kind])
+
+    def header(self, i: int) -> _Header:
+        return _header_at(self.buf, int(self.offsets[i]) - 4, self.base, self.little)
+
+    def check(self, path: str, previous: _Header | None) -> None:
+        """Raise on the first record whose type is undefined or whose REC_LEN its type
+        cannot have (``previous``: the last record before this chunk)."""
+        i = self.implausible
+        if i >= 0:
+            raise self.header(i).error(path, self.header(i - 1) if i else previous)
 
 
 @dataclass
 class DecodeFacts:
     """What decoding a file saw besides its tables; pass one to ``read_tables`` to fill it."""
 
-    records: dict[str, int] = field(default_factory=dict)  # by type; UNKNOWN for other types
+    records: dict[str, int] = field(default_factory=dict)  # by type
     last_record: str | None = None  # the type of the file's last record
-    warnings: list[str] = field(default_factory=list)  # what was decoded with doubt, counted
+    # What was decoded with doubt or skipped (records not decoded, parts without a PRR),
+    # counted: what the tables leave out of the file.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ends_with_mrr(self) -> bool:
@@ -658,17 +740,27 @@ class DecodeFacts:
 def _scan_chunks(
     path: str, stream: ByteStream, chunk_size: int, digest: Digest | None = None
 ) -> Iterator[tuple[bool, _Chunk]]:
-    """Yield (little-endian?, chunk) for each buffer fill; raises on a truncated end."""
+    """Yield (little-endian?, chunk) for each buffer fill, each record of a defined type with
+    a plausible length; raises on a truncated end."""
     chunks = ChunkReader(stream, path, chunk_size, digest)
     chunks.fill(0)
     little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)]))
+    previous = None  # the last record of the chunks before
     while True:
         buf = chunks.buffer
-        offsets, lengths, kinds, stop = kernels.scan_records(buf, 0, chunks.end, little, KIND_OF)
-        yield little, _Chunk(buf, offsets, lengths, kinds, chunks.base, chunks.base + stop)
+        offsets, lengths, kinds, stop, implausible = kernels.scan_records(
+            buf, 0, chunks.end, little, KIND_OF, MIN_LENGTH, MAX_LENGTH
+        )
+        chunk = _Chunk(
+            buf, offsets, lengths, kinds, chunks.base, chunks.base + stop, little, implausible
+        )
+        chunk.check(path, previous)
+        yield little, chunk
+        if len(kinds):
+            previous = chunk.header(len(kinds) - 1)
         if chunks.eof:
             if stop < chunks.end:
-                raise _truncated(path, buf, stop, chunks.end, chunks.base)
+                raise _truncated(path, chunk, stop, chunks.end, previous)
             return
         chunks.fill(stop)
 
@@ -679,6 +771,7 @@ def iter_tables(
     progress: Callable[[int], object] | None = None,
     digest: Digest | None = None,
     facts: DecodeFacts | None = None,
+    limits: DecompressionLimits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[str, pa.Table]]:
     """Decode an STDF file into ``(table name, Arrow table)`` pieces.
 
@@ -687,13 +780,14 @@ def iter_tables(
     and ``bins`` come once at the end. ``progress`` is called with the
     number of (decompressed) bytes decoded so far after each chunk; ``digest`` (a hashlib
     object) is fed the decompressed bytes: a hash of the content, whatever the
-    compression; ``facts``, when given, is filled once the whole file is decoded. Raises a
-    ``StdfError`` subclass naming the file, byte offset and record on bad input.
+    compression; ``facts``, when given, is filled once the whole file is decoded; a compressed
+    file may decompress only as far as ``limits`` allow. Raises a ``StdfError`` subclass
+    naming the file, byte offset and record on bad input.
     """
     path = source_name(src)
     decoder = None
     last_kind = 0
-    with open_stdf(src) as stream:
+    with open_stdf(src, limits) as stream:
         for little, chunk in _scan_chunks(path, stream, chunk_size, digest):
             decoder = decoder or _FileDecoder(path, little)
             parts, results = decoder.feed(
@@ -712,6 +806,7 @@ def iter_tables(
         counts = decoder.record_counts
         facts.records = {KIND_NAMES[k]: int(n) for k, n in enumerate(counts) if n}
         facts.last_record = KIND_NAMES[last_kind]
+        facts.warnings = decoder.warnings()
 
 
 def read_records(
@@ -743,13 +838,22 @@ def read_records(
     return {name: pa.concat_tables(tables) for name, tables in pieces.items() if tables}
 
 
-def _truncated(path: str, buf: np.ndarray, stop: int, end: int, base: int) -> TruncatedError:
+def _truncated(
+    path: str, chunk: _Chunk, stop: int, end: int, previous: _Header | None
+) -> StdfError:
+    """The file ends inside the record at ``stop``: cut short, or a record the reader
+    should never have reached (an undefined type or an impossible length: lost boundaries)."""
     record = None
     if end - stop >= 4:
-        spec = BY_TYPE.get((int(buf[stop + 2]), int(buf[stop + 3])))
-        record = spec.name if spec else None
+        header = _header_at(chunk.buf, stop, chunk.base, chunk.little)
+        if not header.plausible:
+            return header.error(path, previous)
+        record = header.name
     return TruncatedError(
-        path, f"file ends inside a record ({end - stop} of its bytes present)", base + stop, record
+        path,
+        f"file ends inside a record ({end - stop} of its bytes present)",
+        chunk.base + stop,
+        record,
     )
 
 
@@ -758,11 +862,12 @@ def read_tables(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     digest: Digest | None = None,
     facts: DecodeFacts | None = None,
+    limits: DecompressionLimits = DEFAULT_LIMITS,
 ) -> dict[str, pa.Table]:
-    """Decode a whole STDF file into the curated tables (see ``curated.schema``); ``digest``
-    and ``facts`` as in :func:`iter_tables`."""
+    """Decode a whole STDF file into the curated tables (see ``curated.schema``); ``digest``,
+    ``facts`` and ``limits`` as in :func:`iter_tables`."""
     pieces: dict[str, list[pa.Table]] = {name: [] for name in STDF_TABLES}
-    for name, table in iter_tables(src, chunk_size, digest=digest, facts=facts):
+    for name, table in iter_tables(src, chunk_size, digest=digest, facts=facts, limits=limits):
         pieces[name].append(table)
     return {
         name: pa.concat_tables(tables) if tables else STDF_TABLES[name].empty_table()
@@ -798,7 +903,7 @@ def to_parquet(
 
 
 def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:
-    """How many records of each type the file holds (types this reader does not know: UNKNOWN)."""
+    """How many records of each type the file holds (skipped ones too: PSR, IMAGE, ...)."""
     path = source_name(src)
     totals = np.zeros(len(KIND_NAMES), dtype=np.int64)
     with open_stdf(src) as stream:

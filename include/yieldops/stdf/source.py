@@ -9,11 +9,17 @@ import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from .errors import CompressionError, NotStdfError, UnsupportedVersionError
+from .errors import (
+    CompressionError,
+    DecompressionLimitError,
+    NotStdfError,
+    UnsupportedVersionError,
+)
 
 Source = str | os.PathLike | BinaryIO
 DEFAULT_CHUNK_SIZE = 8 << 20
@@ -21,6 +27,23 @@ MAX_RECORD = 4 + 0xFFFF  # header plus the largest body a U2 length allows
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZIP2_MAGIC = b"BZh"
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+@dataclass(frozen=True)
+class DecompressionLimits:
+    """How far a compressed file may decompress before it is refused as a bomb.
+
+    Real STDF compresses about 5 to 20 times (gzip); a gzip bomb about 1000 times, a bzip2
+    one far more. The ratio (bytes out per compressed byte read so far) is checked only
+    past ``ratio_from`` decompressed bytes: a small file may compress as well as it likes.
+    """
+
+    max_bytes: int = 32 << 30
+    max_ratio: float = 200.0
+    ratio_from: int = 64 << 20
+
+
+DEFAULT_LIMITS = DecompressionLimits()
 
 
 class Digest(Protocol):
@@ -42,23 +65,81 @@ def source_name(src: Source) -> str:
 
 
 @contextmanager
-def open_stdf(src: Source) -> Iterator[ByteStream]:
-    """Open a path or wrap a binary stream, decompressing gzip or bzip2 by their magic bytes."""
+def open_stdf(src: Source, limits: DecompressionLimits = DEFAULT_LIMITS) -> Iterator[ByteStream]:
+    """Open a path or wrap a binary stream, decompressing gzip or bzip2 by their magic bytes
+    within ``limits``."""
     raw: BinaryIO = open(src, "rb") if isinstance(src, (str, os.PathLike)) else src  # noqa: SIM115
     try:
         # Here and at the last yield: typeshed's BinaryIO has no readinto, which every
         # binary stream has (python/typeshed#6596).
         stream = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
         magic = stream.peek(3)[:3]
+        compressed = _CountedReads(stream)
         if magic.startswith(_GZIP_MAGIC):
-            yield gzip.GzipFile(fileobj=stream, mode="rb")
+            inflated: gzip.GzipFile | bz2.BZ2File = gzip.GzipFile(fileobj=compressed, mode="rb")
         elif magic.startswith(_BZIP2_MAGIC):
-            yield bz2.BZ2File(stream, mode="rb")
+            inflated = bz2.BZ2File(compressed, mode="rb")
         else:
             yield stream  # type: ignore[misc]
+            return
+        yield Decompressing(inflated, compressed, limits, source_name(src))
     finally:
         if raw is not src:
             raw.close()
+
+
+class _CountedReads:
+    """A compressed stream that counts the bytes the decompressor takes from it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, offset: int, /) -> int:
+        raise io.UnsupportedOperation("seek")
+
+
+class Decompressing:
+    """A decompressed stream that raises ``DecompressionLimitError`` past its limits."""
+
+    def __init__(
+        self,
+        stream: gzip.GzipFile | bz2.BZ2File,
+        compressed: _CountedReads,
+        limits: DecompressionLimits,
+        path: str,
+    ) -> None:
+        self.stream, self.compressed, self.limits, self.path = stream, compressed, limits, path
+        self.total = 0
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        got = self.stream.readinto(buffer)
+        self.total += got
+        self._check()
+        return got
+
+    def _check(self) -> None:
+        read, limits = max(self.compressed.count, 1), self.limits
+        ratio = self.total / read
+        numbers = f"{self.total} bytes from {self.compressed.count} compressed bytes read"
+        if self.total > limits.max_bytes:
+            problem = f"decompresses past the limit of {limits.max_bytes} bytes ({numbers})"
+        elif self.total > limits.ratio_from and ratio > limits.max_ratio:
+            problem = (
+                f"decompresses {ratio:.0f} times its size, past the limit of "
+                f"{limits.max_ratio:g} ({numbers}): a decompression bomb, not a tester file"
+            )
+        else:
+            return
+        raise DecompressionLimitError(self.path, problem, self.total)
 
 
 def byte_order(path: str, head: bytes) -> bool:
@@ -119,7 +200,7 @@ class ChunkReader:
                 self.eof = not got
                 self.end += got or 0
         except _DECOMPRESSION_ERRORS as exc:
-            if not isinstance(self.stream, (gzip.GzipFile, bz2.BZ2File)):
+            if not isinstance(self.stream, Decompressing):
                 raise
             raise CompressionError(
                 self.path, f"corrupt compressed data: {exc}", self.base + self.end

@@ -27,6 +27,9 @@ FIXED_SIZES: dict[str, int] = {
 }  # fmt: skip
 # An array field's code is its element code plus ARRAY.
 ARRAY = 32
+MAX_BODY = 0xFFFF  # the largest body a U2 REC_LEN can give
+# The most bytes a variable-length value takes: a count byte (Dn: two, of bits) and the data.
+_MAX_VARIABLE_SIZES = {"Cn": 1 + 255, "Bn": 1 + 255, "Dn": 2 + (0xFFFF + 7) // 8}
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,20 @@ class RecordSpec:
     def min_length(self) -> int:
         """Bytes taken by the required leading fields (all fixed-size)."""
         return sum(f.fixed_size or 0 for f in self.fields[: self.required])
+
+    @property
+    def max_length(self) -> int:
+        """The most bytes all fields can take: a longer REC_LEN is implausible. Arrays
+        counted by a U2 (and GDR's generic data) can fill any body a REC_LEN can give."""
+        total = 0
+        for f in self.fields:
+            size = FIXED_SIZES.get(f.type) or _MAX_VARIABLE_SIZES.get(f.type, MAX_BODY)
+            if f.count_field is not None:
+                count_type = self.fields[self.index(f.count_field)].type
+                count = (1 << (8 * FIXED_SIZES[count_type])) - 1
+                size = (count + 1) // 2 if f.type == "N1" else count * size
+            total += size
+        return min(total, MAX_BODY)
 
     def fixed_offset(self, name: str) -> int:
         """Byte offset of a field inside the record body; only for fields
@@ -205,11 +222,25 @@ RECORDS: dict[str, RecordSpec] = {
 
 BY_TYPE: dict[tuple[int, int], RecordSpec] = {(r.typ, r.sub): r for r in RECORDS.values()}
 
-# Record types added by STDF V4-2007 (and vendor extensions) are skipped, not decoded.
+# Record types that are counted and skipped, not decoded: those STDF V4-2007 added, and
+# those of its Memory Fail Datalog extension (as the Semi-ATE STDF library lists them).
 V4_2007_RECORDS: dict[tuple[int, int], str] = {
     (0, 30): "VUR", (1, 90): "PSR", (1, 91): "NMR", (1, 92): "CNR", (1, 93): "SSR",
     (1, 94): "CDR", (15, 30): "STR",
 }  # fmt: skip
+MEMORY_RECORDS: dict[tuple[int, int], str] = {
+    (1, 95): "ASR", (1, 96): "FSR", (1, 97): "BSR", (1, 99): "MSR", (1, 100): "MCR",
+    (1, 101): "IDR", (1, 102): "MMR", (15, 40): "MTR",
+}  # fmt: skip
+# The REC_TYP groups STDF V4 reserves for others' software, every REC_SUB of them. Any
+# other record type is undefined: a reader that meets one has lost the record boundaries.
+RESERVED_TYPES: dict[int, str] = {180: "IMAGE", 181: "IG900"}
+SKIPPED_WHY: dict[str, str] = {
+    **dict.fromkeys(V4_2007_RECORDS.values(), "an STDF V4-2007 record"),
+    **dict.fromkeys(MEMORY_RECORDS.values(), "an STDF Memory Fail Datalog record"),
+    "IMAGE": "REC_TYP 180, reserved for Image software",
+    "IG900": "REC_TYP 181, reserved for IG900 software",
+}
 
 # GDR's Vn field: a type code byte then a value; code -> STDF type (0 is a pad byte).
 VN_TYPES: dict[int, str] = {

@@ -229,18 +229,29 @@ def test_a_test_is_its_number_and_name():
     assert (tests[p1]["test_name"], tests[p1]["exec_count"]) == ("Vopp@OUT1P[1]", 1)
 
 
-def test_v4_2007_and_vendor_records_are_counted_and_skipped():
+def test_v4_2007_and_reserved_records_are_counted_skipped_and_warned_of():
     stream = io.BytesIO()
     w = StdfWriter(stream)
     w.write("MIR", LOT_ID="L", PART_TYP="P")
     w.write("PIR", HEAD_NUM=1, SITE_NUM=0)
-    for typ, sub in ((1, 90), (15, 30), (180, 7)):  # PSR, STR (V4-2007) and a vendor record
+    # PSR, STR (V4-2007), MTR (memory extension), two of the REC_TYP V4 reserves for Image
+    for typ, sub in ((1, 90), (15, 30), (15, 40), (180, 7), (180, 200), (181, 0)):
         stream.write(struct.pack("<HBB", 5, typ, sub) + b"\x01\x02\x03\x04\x05")
     w.write("PRR", HEAD_NUM=1, SITE_NUM=0, PART_FLG=0, NUM_TEST=0, HARD_BIN=1, SOFT_BIN=1)
     data = stream.getvalue()
-    assert read_tables(io.BytesIO(data))["parts"].num_rows == 1
+    facts = DecodeFacts()
+    assert read_tables(io.BytesIO(data), facts=facts)["parts"].num_rows == 1
     counts = record_counts(io.BytesIO(data))
-    assert (counts["PSR"], counts["STR"], counts["UNKNOWN"], counts["PRR"]) == (1, 1, 1, 1)
+    assert {name: counts[name] for name in ("PSR", "STR", "MTR", "IMAGE", "IG900", "PRR")} == {
+        "PSR": 1, "STR": 1, "MTR": 1, "IMAGE": 2, "IG900": 1, "PRR": 1,
+    }  # fmt: skip
+    assert facts.warnings == [
+        "skipped 1 PSR record(s) (an STDF V4-2007 record): not decoded",
+        "skipped 1 STR record(s) (an STDF V4-2007 record): not decoded",
+        "skipped 1 MTR record(s) (an STDF Memory Fail Datalog record): not decoded",
+        "skipped 2 IMAGE record(s) (REC_TYP 180, reserved for Image software): not decoded",
+        "skipped 1 IG900 record(s) (REC_TYP 181, reserved for IG900 software): not decoded",
+    ]
 
 
 def test_decode_facts_say_how_the_file_ends():
