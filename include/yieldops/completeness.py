@@ -34,6 +34,11 @@ class CompletenessRules:
         return cls(timedelta(seconds=quiet_seconds), timedelta(seconds=max_age_seconds))
 
 
+# For files handed over as finished (what ``yieldops run FILES`` sets through its settings):
+# complete now, or quarantined.
+HANDED_OVER = CompletenessRules(quiet=timedelta(0), max_age=timedelta(0))
+
+
 @dataclass(frozen=True)
 class Unfinished:
     """What a file still lacks, and how long after its last change it is looked at again."""

@@ -103,7 +103,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     assert (plant / "quarantine/tester-a/cut.stdf").exists()
     assert (plant / "landing/tester-a/cut.stdf").exists()  # nothing is lost
 
-    assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}
+    assert _curated_asset_events(run) == {f"curated/{PRODUCT}": 1}
 
     # Every validated file links its Data Docs page (the quarantined bad-bins file too).
     links = _data_docs_links(run)
@@ -119,7 +119,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     assert {e.source_key: (e.status, e.attempts) for e in ledger.entries()} == {
         k: (e.status, e.attempts) for k, e in entries.items()
     }
-    assert _curated_asset_events() == {f"curated/{PRODUCT}": 1}
+    assert _curated_asset_events(run, second) == {f"curated/{PRODUCT}": 1}
 
     # A dry run lists a newly landed file without claiming it.
     synthesize(plant / "landing" / "tester-d", lots=1, wafers_per_lot=1, seed=3, first_lot=3)
@@ -133,7 +133,7 @@ def test_ingest_curates_good_files_quarantines_bad_ones_and_runs_once(plant, mon
     by_lot = {e.lot_id: e for e in ledger.entries()}
     assert (by_lot["S3-L002"].status, by_lot["S3-L002"].attempts) == (CURATED, 2)
     assert (by_lot["S3-L004"].status, by_lot["S3-L004"].dag_run_id) == (CURATED, third.run_id)
-    assert _curated_asset_events() == {f"curated/{PRODUCT}": 2}
+    assert _curated_asset_events(run, second, dry, third) == {f"curated/{PRODUCT}": 2}
     ledger.close()
 
 
@@ -153,7 +153,8 @@ def _data_docs_links(run) -> list[str]:
     return [value.strip('"') for (value,) in rows]
 
 
-def _curated_asset_events() -> dict[str, int]:
+def _curated_asset_events(*runs) -> dict[str, int]:
+    """Curated asset events these runs emitted (other tests' runs share the database)."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
@@ -161,6 +162,7 @@ def _curated_asset_events() -> dict[str, int]:
         rows = (
             session.query(AssetModel.name)
             .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetEvent.source_run_id.in_([run.run_id for run in runs]))
             .all()
         )
     counts: dict[str, int] = {}

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from yieldops.completeness import HANDED_OVER
 from yieldops.ingest import ingest_file
 from yieldops.landing.claims import claim_files, pending_files
 from yieldops.landing.ledger import QUARANTINED, REJECTED, Ledger
@@ -95,7 +96,9 @@ def test_a_key_too_long_for_the_quarantine_prefix_is_shortened(
 
     targets = set()
     for claimed in report.claimed:
-        outcome = ingest_file(claimed, zone, ledger, "run-1", curated_dir=tmp_path / "curated")
+        outcome = ingest_file(
+            claimed, zone, ledger, "run-1", curated_dir=tmp_path / "curated", rules=HANDED_OVER
+        )
         assert outcome.status == QUARANTINED
         target = outcome.location.removeprefix(f"s3://{bucket}/")
         assert target.startswith("quarantine/lot-7/www") and target.endswith(".stdf")

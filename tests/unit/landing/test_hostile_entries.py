@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from yieldops.completeness import CompletenessRules
+from yieldops.completeness import HANDED_OVER
 from yieldops.ingest import ingest_file
 from yieldops.landing.claims import ClaimReport, claim_files, pending_files
 from yieldops.landing.ledger import CLAIMED, QUARANTINED, REJECTED, Ledger
@@ -88,8 +88,6 @@ def ledger(tmp_path) -> Iterator[Ledger]:
     ledger.close()
 
 
-# Files handed over as finished: a cut one is quarantined at once instead of waiting for more.
-HANDED_OVER = CompletenessRules(quiet=timedelta(0), max_age=timedelta(0))
 GOOD_KEYS = ["tester/linked.stdf", "tester/lot1.stdf", "tester/lot2.stdf"]
 
 
