@@ -59,14 +59,16 @@ class Settings:
     max_compression_ratio: float = 200.0
 
     def with_overrides(self, **values: str) -> Settings:
-        known: dict[str, Any] = {k: v for k, v in values.items() if v}  # str or Path by field
-        for name in ("curated_dir", "docs_dir", "home"):
-            if name in known:
-                known[name] = Path(known[name])
-        for name in ("incomplete_quiet_seconds", "incomplete_max_age_seconds"):
-            if name in known:
-                known[name] = float(known[name])
+        """These settings with the given non-empty values, each read as its field's type
+        (Airflow Variables are text)."""
+        known: dict[str, Any] = {
+            name: _typed_like(getattr(self, name), value) for name, value in values.items() if value
+        }
         return replace(self, **known)
+
+
+def _typed_like(current: Any, text: str) -> Any:
+    return text if isinstance(current, str) else type(current)(text)  # Path, int, float
 
 
 def load_settings() -> Settings:

@@ -24,6 +24,8 @@ OVERRIDABLE = (
     "rollout_db_url",
     "incomplete_quiet_seconds",
     "incomplete_max_age_seconds",
+    "max_decompressed_bytes",
+    "max_compression_ratio",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,12 @@ def test_the_waiting_times_come_from_environment_and_overrides(monkeypatch):
     assert (settings.incomplete_quiet_seconds, settings.incomplete_max_age_seconds) == (30.0, 0.0)
     overridden = settings.with_overrides(incomplete_max_age_seconds="7200")  # Airflow Variable
     assert overridden.incomplete_max_age_seconds == 7200.0
+
+
+def test_airflow_variables_override_settings_as_their_fields_types():
+    overridden = load_settings().with_overrides(
+        max_decompressed_bytes="1048576", max_compression_ratio="50", curated_dir="/data/c"
+    )
+    assert overridden.max_decompressed_bytes == 1 << 20
+    assert overridden.max_compression_ratio == 50.0
+    assert overridden.curated_dir == Path("/data/c")
