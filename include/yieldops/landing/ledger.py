@@ -230,6 +230,34 @@ class Ledger:
 
     # -- claims ------------------------------------------------------------------------------
 
+    def _new_entry(
+        self,
+        sha256: str,
+        source_key: str,
+        zone_url: str,
+        size: int,
+        status: str,
+        run_id: str,
+        now: datetime,
+        **values: object,
+    ):
+        """An insert of a first entry that does nothing when the key is in the ledger."""
+        return (
+            _insert(self.engine)(landed_files)
+            .values(
+                sha256=sha256,
+                source_key=source_key,
+                zone_url=zone_url,
+                size=size,
+                status=status,
+                attempts=1,
+                dag_run_id=run_id,
+                first_seen_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing()
+        )
+
     def claim(
         self,
         sha256: str,
@@ -249,20 +277,8 @@ class Ledger:
         when it was curated or quarantined.
         """
         now = _now()
-        insert = (
-            _insert(self.engine)(landed_files)
-            .values(
-                sha256=sha256,
-                source_key=source_key,
-                zone_url=zone_url,
-                size=size,
-                status=CLAIMED,
-                attempts=1,
-                dag_run_id=run_id,
-                first_seen_at=now,
-                claimed_at=now,
-            )
-            .on_conflict_do_nothing()
+        insert = self._new_entry(
+            sha256, source_key, zone_url, size, CLAIMED, run_id, now, claimed_at=now
         )
         takeable = [
             landed_files.c.status == FAILED,
@@ -392,21 +408,8 @@ class Ledger:
         """Record an entry as rejected by ``run_id`` under ``key`` (:func:`rejected_key`);
         False when it is recorded already, so each is recorded (and reported) once."""
         now = _now()
-        statement = (
-            _insert(self.engine)(landed_files)
-            .values(
-                sha256=key,
-                source_key=source_key,
-                zone_url=zone_url,
-                size=size,
-                status=REJECTED,
-                reason=reason,
-                attempts=1,
-                dag_run_id=run_id,
-                first_seen_at=now,
-                finished_at=now,
-            )
-            .on_conflict_do_nothing()
+        statement = self._new_entry(
+            key, source_key, zone_url, size, REJECTED, run_id, now, reason=reason, finished_at=now
         )
         with self.engine.begin() as conn:
             return conn.execute(statement.returning(landed_files.c.sha256)).first() is not None
