@@ -40,7 +40,7 @@ def browser_page(stack):
             executable_path=CHROMIUM, headless=True, args=["--disable-dev-shm-usage"]
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(120_000)  # a page of an api-server on a heavily loaded machine
         try:
             yield page
         finally:

@@ -37,9 +37,9 @@ REQUEUED = "stuck in queued reschedule"
 @pytest.fixture(scope="module")
 def first_batch(stack):
     """A batch landed and followed until no DAG run is left (a champion serves by then)."""
-    keys, result = ingest_batch(stack, synthetic_files(stack, BATCH), timeout=300)
+    keys, result = ingest_batch(stack, synthetic_files(stack, BATCH), timeout=600)
     print(f"ingested: {result.describe()}")
-    follow_pipeline(stack, timeout=600)
+    follow_pipeline(stack, timeout=1200)
     return SimpleNamespace(keys=keys, result=result)
 
 
@@ -81,10 +81,10 @@ def test_a_killed_worker_s_ingest_is_retried_on_the_other_worker(stack, api, fir
     set_paused(stack, ["yield_training"], True)  # ingest alone: training would slow it down
     try:
         keys = stack.land(synthetic_files(stack, FAULT_BATCH, first_lot=BATCH, wafers=2))
-        victim = _running_ingest(api, stack.worker_names, timeout=180)
+        victim = _running_ingest(api, stack.worker_names, timeout=360)
         stack.worker(victim["hostname"]).kill()  # the worker's group and its task processes
 
-        run = _wait_finished(api, victim["dag_run_id"], timeout=240)
+        run = _wait_finished(api, victim["dag_run_id"], timeout=480)
         assert run["state"] == "success", run
         tries = _get(
             api,
@@ -113,11 +113,11 @@ def test_tasks_a_lost_worker_took_but_never_started_are_queued_again(stack, api,
     try:
         _freeze_task_processes(stack, victim)
         keys = stack.land(synthetic_files(stack, FAULT_BATCH, first_lot=BATCH + FAULT_BATCH))
-        held = _until(lambda: _held_by(stack, victim), timeout=180)
+        held = _until(lambda: _held_by(stack, victim), timeout=360)
         stack.worker(victim).kill()
         runs = {run_id for run_id, _, _ in held}
         for run_id in runs:
-            assert _wait_finished(api, run_id, timeout=240)["state"] == "success"
+            assert _wait_finished(api, run_id, timeout=480)["state"] == "success"
         for run_id, task_id, map_index in held:
             path = f"/dags/stdf_ingest/dagRuns/{run_id}/taskInstances/{task_id}"
             ti = _get(api, f"{path}/{map_index}" if map_index >= 0 else path)
@@ -130,7 +130,7 @@ def test_tasks_a_lost_worker_took_but_never_started_are_queued_again(stack, api,
             if e["run_id"] in runs
         }
         assert held <= requeued, (held, requeued)
-        wait_ingested(stack, keys, timeout=240)
+        wait_ingested(stack, keys, timeout=480)
         _assert_exactly_once(stack, api, _landed(stack))
     finally:
         set_paused(stack, ["yield_training"], False)
