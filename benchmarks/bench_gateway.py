@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from yieldops.names import model_name as registered_model
+
 PRODUCT = "YO-28NM-PMIC"
 STARTUP_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 60.0
@@ -93,7 +95,7 @@ def register_models(work: Path) -> tuple[str, str, Traffic]:
 
     # The benchmark's own store, whatever MLFLOW_TRACKING_URI says.
     experiment = registry.open_experiment(PRODUCT, work, registry.default_tracking_uri(work))
-    model_name = registry.registered_model_name(PRODUCT)
+    model_name = registered_model(PRODUCT)
     for lots in (table.lots[:1], table.lots[:2]):
         training = frame[frame["lot_id"].isin(lots)]
         with mlflow.start_run(experiment_id=experiment) as run:

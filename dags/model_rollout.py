@@ -9,6 +9,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, TriggerRule, dag, get_current_context, task
 
 from yieldops.config import products
+from yieldops.names import model_name
 from yieldops.rollout.plan import STRATEGIES, offered_steps
 from yieldops.rollout.targets import load_targets, targets_by_model
 from yieldops.settings import load_settings
@@ -18,7 +19,7 @@ from yieldops_airflow.schedules import challenger_assets
 from yieldops_airflow.sensors import RolloutStepSensor
 
 SETTINGS = load_settings()  # param defaults: YIELDOPS_ROLLOUT_* environment
-MODELS = sorted(f"yield-{p}" for p in products())
+MODELS = sorted(model_name(p) for p in products())
 TARGETS = load_targets()
 # The form offers the models a target serves, the first target's first: a rollout of
 # any other model has nowhere to go.

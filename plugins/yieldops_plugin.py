@@ -31,9 +31,9 @@ def _gateway_routing(target) -> dict:
 def _training_run_links(target, version: int) -> dict[str, str]:
     """Label -> URL of the training run of a version: its wafer maps, and the run in the
     MLflow UI when MLflow is a tracking server (the buttons of the training task)."""
-    from yieldops.training.registry import registered_model_name
+    from yieldops.names import model_name
 
-    return _run_links(_use_mlflow(), registered_model_name(target.product), version)
+    return _run_links(_use_mlflow(), model_name(target.product), version)
 
 
 @lru_cache(maxsize=256)  # a version's training run never changes: ask MLflow once

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from yieldops.names import curated_asset_name
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
-from yieldops_airflow.schedules import curated_asset_name
 from yieldops_airflow.triggers import GAVE_WAY_KEY
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from yieldops.names import model_of_challenger_asset, product_of_model
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import base_url, runtime_settings
 
@@ -50,7 +51,7 @@ def _plan(params: dict, event: dict, dag_run, offered_steps: list[str]) -> dict:
     model = event.get("model") or params["model"]
     if not model:
         raise ValueError("no model chosen: pick one of the form's models")
-    product = model.removeprefix("yield-")
+    product = product_of_model(model)
     _use_mlflow()
     version = event.get("version") or params.get("version")
     version = chosen_version(model, int(version) if version else None)
@@ -104,7 +105,7 @@ def _challenger_event(triggering_asset_events) -> dict:
     events = [
         e
         for asset, found in (triggering_asset_events or {}).items()
-        if asset.name.endswith("/challenger")
+        if model_of_challenger_asset(asset.name)
         for e in found
     ]
     if not events:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from yieldops.names import challenger_asset_name, curated_asset_name
 from yieldops.settings import Settings
 
 SENSOR, EVENTS, SWEEP = "sensor", "events", "sweep"
@@ -62,14 +63,6 @@ def ingest_schedule(settings: Settings) -> Any:
         f"YIELDOPS_INGEST_TRIGGER must be {SENSOR!r}, {EVENTS!r} or {SWEEP!r}, "
         f"not {settings.ingest_trigger!r}"
     )
-
-
-def curated_asset_name(product: str) -> str:
-    return f"curated/{product}"
-
-
-def challenger_asset_name(model_name: str) -> str:
-    return f"model/{model_name}/challenger"
 
 
 def curated_assets(products: list[str]):

@@ -12,10 +12,10 @@ import logging
 import re
 from pathlib import Path
 
+from yieldops.names import challenger_asset_name, product_of_curated_asset
 from yieldops_airflow.links import training_run_links
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
-from yieldops_airflow.schedules import challenger_asset_name
 
 log = logging.getLogger(__name__)
 CHALLENGER_ALIAS = "model-challenger"
@@ -24,9 +24,7 @@ CHALLENGER_ALIAS = "model-challenger"
 def plan(params: dict, triggering_asset_events, run_id: str) -> dict:
     """The product of this run: the one whose curated data changed, else the param."""
     changed = sorted(
-        asset.name.removeprefix("curated/")
-        for asset in (triggering_asset_events or {})
-        if asset.name.startswith("curated/")
+        filter(None, (product_of_curated_asset(a.name) for a in triggering_asset_events or {}))
     )
     product = changed[0] if changed else params["product"]
     holdout = params.get("holdout_lots")
@@ -142,13 +140,14 @@ def _open_experiment(product: str) -> str:
 def evaluate(run: dict) -> dict:
     """Challenger and champion scored on the same holdout (metrics JSON-ready: NaN is None),
     each metric beside its no-skill baseline."""
+    from yieldops.names import model_name
     from yieldops.training.model import feature_columns_of
-    from yieldops.training.registry import champion, registered_model_name
+    from yieldops.training.registry import champion
 
     train_frame, holdout = _frames(run)
     challenger = _score(_challenger(run), run["feature_columns"], train_frame, holdout, run)
     _open_experiment(run["product"])
-    current = champion(registered_model_name(run["product"]))
+    current = champion(model_name(run["product"]))
     champion_metrics, champion_version = None, None
     if current is not None:
         champion_version, model = current
@@ -286,11 +285,12 @@ def register(run: dict, outlet_events) -> dict:
     """Log the run, register a model version with alias ``challenger`` (never ``champion``)."""
     from airflow.sdk import Asset, AssetAlias
 
-    from yieldops.training.registry import register_challenger, registered_model_name
+    from yieldops.names import model_name
+    from yieldops.training.registry import register_challenger
 
     result = _gate_result(run)
     mlflow_run = _log_run(run, {"gate": "passed"})
-    name = registered_model_name(run["product"])
+    name = model_name(run["product"])
     version = register_challenger(mlflow_run, name, result)
     outlet_events[AssetAlias(CHALLENGER_ALIAS)].add(
         Asset(challenger_asset_name(name)),

@@ -28,8 +28,8 @@ import jsonschema
 import pytest
 import yaml
 
+from yieldops.names import model_name
 from yieldops.settings import Settings
-from yieldops.training.registry import registered_model_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -596,7 +596,7 @@ def test_gateway_connections_match_targets_and_services():
         gateway = gateways.get(conn["host"])
         assert gateway, f"{target['name']}: {conn['host']} is no gateway service"
         genv = environment(gateway)
-        assert genv["YIELDOPS_GATEWAY_MODEL"] == registered_model_name(target["product"])
+        assert genv["YIELDOPS_GATEWAY_MODEL"] == model_name(target["product"])
         assert genv["YIELDOPS_GATEWAY_HOST"] == "0.0.0.0"  # reachable from other containers
         assert int(genv["YIELDOPS_GATEWAY_PORT"]) == conn["port"] == healthcheck_port(gateway)
         assert conn["port"] in container_ports(gateway)

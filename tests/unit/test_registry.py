@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits
 
+from yieldops.names import model_name
 from yieldops.training import plots, registry
 
 PRODUCT = "TESTCHIP"
@@ -220,7 +221,7 @@ def test_model_is_stored_as_skops_with_signature_and_example(store, run_id):
 
 
 def test_register_sets_challenger_and_never_champion(store, data, trained, run_id):
-    name = registry.registered_model_name(PRODUCT)
+    name = model_name(PRODUCT)
     client = MlflowClient()
     train, _, holdout, _ = data
 

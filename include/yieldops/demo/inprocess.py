@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..layout import dags_folder, plugins_folder
+from ..names import model_name
 from ..settings import load_settings
 from .processes import Service, free_port
 from .stack import DEMO_ROLLOUT
@@ -226,7 +227,7 @@ def _gateway(home: Path, product: str, conn_id: str) -> Service:
     os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(connection)
     env = {
         **os.environ,
-        "YIELDOPS_GATEWAY_MODEL": f"yield-{product}",
+        "YIELDOPS_GATEWAY_MODEL": model_name(product),
         "YIELDOPS_GATEWAY_ADMIN_TOKEN": token,
         "YIELDOPS_GATEWAY_LOG_URL": log_url,
         "YIELDOPS_GATEWAY_ROUTING_PATH": str(home / f"routing-{conn_id}.json"),

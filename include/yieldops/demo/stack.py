@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 
 from ..layout import dags_folder, plugins_folder
+from ..names import model_name
 from .processes import Service, free_port, stop_leftovers, stop_services, write_pid_file
 
 PRODUCT = "YO-7NM-ADC"
-MODEL = f"yield-{PRODUCT}"
+MODEL = model_name(PRODUCT)
 GATEWAY_CONN_ID = "yieldops_gateway_adc"  # the adc-local target of include/config/targets.yaml
 AIRFLOW_USER = "admin"
 # Short rollout steps so the demo reaches a champion in minutes, not hours.

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from ..config import ConfigError, _Strict, config_dir, load_yaml
+from ..names import model_name
 
 TARGETS_FILE = "targets.yaml"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -69,7 +70,7 @@ def targets_by_model(targets: list[Target]) -> dict[str, list[str]]:
     in YAML order."""
     by_model: dict[str, list[str]] = {}
     for target in targets:
-        by_model.setdefault(f"yield-{target.product}", []).append(target.name)
+        by_model.setdefault(model_name(target.product), []).append(target.name)
     return by_model
 
 

@@ -37,6 +37,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from ..names import experiment_name
 from .model import trusted_types
 
 CHAMPION = "champion"
@@ -52,14 +53,6 @@ _MAX_TAG_CHARS = 5000
 
 
 # -- where runs go -------------------------------------------------------------------------
-
-
-def experiment_name(product: str) -> str:
-    return f"yield/{product}"
-
-
-def registered_model_name(product: str) -> str:
-    return f"yield-{product}"
 
 
 def default_tracking_uri(home: Path) -> str:
