@@ -15,17 +15,9 @@ LINKS = (MlflowRunLink(), WaferMapsLink())  # a training run's buttons, also on 
 
 def _gateway_routing(target) -> dict:
     """A target's routing now, asked of its gateway through its Airflow connection."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.models.connection import Connection
+    from yieldops_airflow.hooks import GatewayHook
 
-    from yieldops.rollout.gateway import GatewayClient, GatewayNotConfigured
-    from yieldops_airflow.runtime import base_url
-
-    try:
-        conn = Connection.get_connection_from_secrets(target.conn_id)
-    except AirflowNotFoundException as exc:
-        raise GatewayNotConfigured(target.name, target.conn_id) from exc
-    return GatewayClient(base_url(conn), conn.password or "", timeout=3.0).routing()
+    return GatewayHook(target.conn_id, target.name, timeout=3.0).get_conn().routing()
 
 
 def _training_run_links(target, version: int) -> dict[str, str]:
@@ -52,21 +44,19 @@ def _run_links(tracking_uri: str, model: str, version: int) -> dict[str, str]:
 
 
 def _use_mlflow() -> str:
-    """Point MLflow at the configured tracking URI (read on every request); returns it."""
-    from yieldops.settings import load_settings
-    from yieldops.training.registry import tracking_uri, use_tracking_uri
+    """Point MLflow at the configured store (read on every request); returns its URI."""
+    from yieldops_airflow.hooks import MlflowStoreHook
 
-    settings = load_settings()
-    return use_tracking_uri(tracking_uri(settings.home, settings.mlflow_tracking_uri or None))
+    return MlflowStoreHook().use()
 
 
 def _rollouts_overview() -> list[dict]:
     from yieldops.rollout.audit import AuditLog
     from yieldops.rollout.overview import overview
     from yieldops.rollout.targets import load_targets
-    from yieldops.settings import load_settings
+    from yieldops_airflow.runtime import runtime_settings
 
-    audit = AuditLog(load_settings().rollout_db_url)
+    audit = AuditLog(runtime_settings().rollout_db_url)
     try:
         records = audit.rows()[-ROLLOUTS_AUDIT_ROWS:]
     finally:
@@ -106,14 +96,14 @@ def _yieldops_app():
       (``rollouts/api`` the same as JSON; for readers of model_rollout);
     - ``wafer-maps/<MLflow run id>``: a training run's pictures (for readers of yield_training).
 
-    Settings are read on every request, so the API server follows the same
-    YIELDOPS_* configuration as the tasks.
+    Settings are read on every request, Airflow Variable overrides included, so the API
+    server follows the same configuration as the tasks.
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-    from yieldops.settings import load_settings
+    from yieldops_airflow.runtime import runtime_settings
 
     app = FastAPI(title="yieldops")
 
@@ -136,7 +126,7 @@ def _yieldops_app():
 
     @app.get("/data-docs/{page:path}", dependencies=_readers_of("stdf_ingest"))
     def data_docs(page: str) -> FileResponse:
-        root = load_settings().docs_dir.resolve()
+        root = runtime_settings().docs_dir.resolve()
         path = (root / (page or "index.html")).resolve()
         if path.is_dir():
             path = path / "index.html"

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops.names import curated_asset_name
+from yieldops_airflow.hooks import LandingZoneHook
 from yieldops_airflow.notes import set_run_note
-from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
+from yieldops_airflow.runtime import open_ledger, runtime_settings
 from yieldops_airflow.triggers import GAVE_WAY_KEY
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def claim(run_id: str, params: dict, triggering_asset_events=None) -> list[dict]
         log.info("started by S3 events for %d key(s): %s", len(keys), keys[:10])
     with open_ledger(settings) as ledger:
         report = claim_files(
-            zone_for(settings),
+            LandingZoneHook(settings).get_conn(),
             ledger,
             run_id,
             reprocess_key=params.get("reprocess_key") or None,
@@ -104,7 +105,7 @@ def ingest(file: dict, run_id: str, ti) -> dict:
     with open_ledger(settings) as ledger:
         outcome = ingest_file(
             ClaimedFile(**file),
-            zone_for(settings),
+            LandingZoneHook(settings).get_conn(),
             ledger,
             run_id,
             curated_dir=settings.curated_dir,
@@ -169,7 +170,7 @@ def report(run_id: str, ti) -> dict[str, int]:
     with open_ledger(settings) as ledger:
         released = ledger.release_unfinished(run_id, "ingest task failed before finishing")
         entries = ledger.run_entries(run_id)
-        waiting = ledger.waiting(zone_for(settings).url)
+        waiting = ledger.waiting(LandingZoneHook(settings).get_conn().url)
     counts = Counter(e.status for e in entries)
     note = outcome_note(counts, ti.xcom_pull(WAIT_TASK_ID, key=GAVE_WAY_KEY))
     set_run_note(DAG_ID, run_id, "; ".join(filter(None, [note, waiting_text(waiting.values())])))

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseHook
 
-from yieldops_airflow.runtime import base_url
+from yieldops_airflow.hooks import base_url
 
 log = logging.getLogger(__name__)
 API_CONN_ID = "yieldops_airflow_api"

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops.names import model_of_challenger_asset, product_of_model
+from yieldops_airflow.hooks import GatewayHook, MlflowStoreHook
 from yieldops_airflow.notes import set_run_note
-from yieldops_airflow.runtime import base_url, runtime_settings
+from yieldops_airflow.runtime import runtime_settings
 
 log = logging.getLogger(__name__)
 DAG_ID = "model_rollout"
@@ -157,22 +157,13 @@ def plan_target(rollout: dict, target_name: str, step_groups: list[str]) -> str:
 
 def gateway_for(target_name: str):
     """(client, prediction log URL) of a target, from its Airflow connection."""
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from yieldops.rollout.gateway import GatewayNotConfigured
 
-    from yieldops.rollout.gateway import GatewayClient, GatewayNotConfigured
-    from yieldops.rollout.targets import load_targets
-
-    target = next(t for t in load_targets() if t.name == target_name)
+    hook = GatewayHook.for_target(target_name)
     try:
-        conn = BaseHook.get_connection(target.conn_id)
-    except AirflowNotFoundException as exc:
-        raise AirflowFailException(str(GatewayNotConfigured(target.name, target.conn_id))) from exc
-    log_url = conn.extra_dejson.get("prediction_log_url")
-    if not log_url:
-        raise AirflowFailException(
-            f"target {target.name}: connection {target.conn_id!r} has no extra prediction_log_url"
-        )
-    return GatewayClient(base_url(conn), conn.password or ""), log_url
+        return hook.get_conn(), hook.prediction_log_url()
+    except GatewayNotConfigured as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def offline_check(rollout: dict, target_name: str) -> dict:
@@ -437,12 +428,7 @@ def _describe(routing: dict) -> str:
 
 
 def _use_mlflow() -> None:
-    from yieldops.training import registry
-
-    settings = runtime_settings()
-    registry.use_tracking_uri(
-        registry.tracking_uri(settings.home, settings.mlflow_tracking_uri or None)
-    )
+    MlflowStoreHook().use()
 
 
 @contextmanager

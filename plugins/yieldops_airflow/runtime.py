@@ -1,4 +1,5 @@
-"""Settings, landing zone and ledger for code running inside Airflow.
+"""Settings and ledger for code running inside Airflow (the landing zone, gateways and
+MLflow store through ``yieldops_airflow.hooks``).
 
 Environment variables give the defaults (``yieldops.settings``); Airflow
 Variables named ``yieldops_<setting>`` override them at run time, and S3
@@ -11,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from yieldops.landing.ledger import Ledger
-from yieldops.landing.zones import LandingZone, landing_zone
 from yieldops.settings import Settings, load_settings
 
 OVERRIDABLE = (
@@ -38,16 +38,6 @@ def runtime_settings() -> Settings:
     return settings.with_overrides(**overrides)
 
 
-def zone_for(settings: Settings) -> LandingZone:
-    if settings.landing_url.startswith("s3://"):
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return landing_zone(
-            settings.landing_url, S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-        )
-    return landing_zone(settings.landing_url)
-
-
 @contextmanager
 def open_ledger(settings: Settings) -> Iterator[Ledger]:
     """The ledger for one task's work, its connections closed afterwards."""
@@ -56,9 +46,3 @@ def open_ledger(settings: Settings) -> Iterator[Ledger]:
         yield ledger
     finally:
         ledger.close()
-
-
-def base_url(conn) -> str:
-    """``scheme://host[:port]`` of an HTTP connection (schema http by default)."""
-    port = f":{conn.port}" if conn.port else ""
-    return f"{conn.schema or 'http'}://{conn.host}{port}"

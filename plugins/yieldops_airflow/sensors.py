@@ -20,21 +20,25 @@ MAX_KEYS_IN_EVENT = 100
 def pending_keys() -> list[str]:
     """Keys of landed files the ledger has not finished (new, changed, failed or stale)."""
     from yieldops.landing.claims import pending_files
-    from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
+    from yieldops_airflow.hooks import LandingZoneHook
+    from yieldops_airflow.runtime import open_ledger, runtime_settings
 
     settings = runtime_settings()
     with open_ledger(settings) as ledger:
-        return [f.key for f in pending_files(zone_for(settings), ledger)][:MAX_KEYS_IN_EVENT]
+        return [f.key for f in pending_files(LandingZoneHook(settings).get_conn(), ledger)][
+            :MAX_KEYS_IN_EVENT
+        ]
 
 
 def waiting_files_text() -> str:
     """The landed files not complete yet (a tester still writing them), for the run note."""
+    from yieldops_airflow.hooks import LandingZoneHook
     from yieldops_airflow.ingest import waiting_text
-    from yieldops_airflow.runtime import open_ledger, runtime_settings, zone_for
+    from yieldops_airflow.runtime import open_ledger, runtime_settings
 
     settings = runtime_settings()
     with open_ledger(settings) as ledger:
-        return waiting_text(ledger.waiting(zone_for(settings).url).values())
+        return waiting_text(ledger.waiting(LandingZoneHook(settings).get_conn().url).values())
 
 
 class NewStdfFilesSensor(BaseSensorOperator):

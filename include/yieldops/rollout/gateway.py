@@ -15,9 +15,10 @@ class GatewayError(RuntimeError):
 class GatewayNotConfigured(LookupError):
     """A target's gateway connection is not defined; the message says how to define it."""
 
-    def __init__(self, target: str, conn_id: str) -> None:
+    def __init__(self, target: str, conn_id: str, missing: str = "") -> None:
+        problem = f"has no extra {missing}" if missing else "not configured"
         super().__init__(
-            f"target {target}: gateway connection {conn_id!r} not configured: add an HTTP "
+            f"target {target}: gateway connection {conn_id!r} {problem}: add an HTTP "
             f"connection {conn_id!r} (host and port of the gateway, password = its admin "
             "token, extra prediction_log_url = the SQLAlchemy URL of its prediction log)"
         )

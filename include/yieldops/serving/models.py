@@ -112,4 +112,4 @@ def _use_tracking_uri(url: str) -> None:
     from ..settings import _home
     from ..training import registry
 
-    registry.use_tracking_uri(registry.tracking_uri(_home(), url or None))
+    registry.use_configured_store(_home(), url or None)

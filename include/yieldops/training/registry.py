@@ -81,6 +81,11 @@ def use_tracking_uri(uri: str) -> str:
     return uri
 
 
+def use_configured_store(home: Path, url: str | None = None) -> str:
+    """Point this process's MLflow client at the configured store; returns its URI."""
+    return use_tracking_uri(tracking_uri(home, url))
+
+
 def ensure_experiment(name: str, artifact_location: str | None = None) -> str:
     """The id of experiment ``name``, created with ``artifact_location`` when missing."""
     client = MlflowClient()
@@ -106,7 +111,7 @@ def open_experiment(
     With a local store, artifacts go to ``artifact_root`` (default ``<home>/mlartifacts``)
     under ``yield/<product>``; a tracking server chooses itself unless a root is given.
     """
-    uri = use_tracking_uri(tracking_uri(home, url))
+    uri = use_configured_store(home, url)
     name = experiment_name(product)
     if artifact_root is None and not is_tracking_server(uri):
         artifact_root = default_artifact_root(home)

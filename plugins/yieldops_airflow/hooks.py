@@ -1,0 +1,103 @@
+"""Hooks, as Airflow's providers have them: how tasks, triggers and the plugin's pages reach
+a target's prediction gateway, the MLflow store and the landing zone from Airflow's
+configuration (connections, and Variables through ``runtime_settings``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from yieldops_airflow.runtime import runtime_settings
+
+if TYPE_CHECKING:
+    from yieldops.landing.zones import LandingZone
+    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.settings import Settings
+
+
+class GatewayHook(BaseHook):
+    """A deployment target's prediction gateway, from its HTTP connection: host, port and
+    schema give the URL, the password is the admin token, ``extra.prediction_log_url`` the
+    SQLAlchemy URL of its prediction log."""
+
+    conn_name_attr = "gateway_conn_id"
+    conn_type = "http"
+    hook_name = "yieldops prediction gateway"
+
+    def __init__(self, gateway_conn_id: str, target: str = "", timeout: float = 30.0) -> None:
+        super().__init__()
+        self.gateway_conn_id = gateway_conn_id
+        self.target = target or gateway_conn_id
+        self.timeout = timeout
+
+    @classmethod
+    def for_target(cls, target_name: str, timeout: float = 30.0) -> GatewayHook:
+        from yieldops.rollout.targets import load_targets
+
+        target = next(t for t in load_targets() if t.name == target_name)
+        return cls(target.conn_id, target.name, timeout)
+
+    def get_conn(self) -> GatewayClient:
+        from yieldops.rollout.gateway import GatewayClient
+
+        conn = self._connection()
+        return GatewayClient(base_url(conn), conn.password or "", self.timeout)
+
+    def prediction_log_url(self) -> str:
+        from yieldops.rollout.gateway import GatewayNotConfigured
+
+        url = self._connection().extra_dejson.get("prediction_log_url")
+        if not url:
+            raise GatewayNotConfigured(self.target, self.gateway_conn_id, "prediction_log_url")
+        return url
+
+    def _connection(self) -> Any:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from yieldops.rollout.gateway import GatewayNotConfigured
+
+        try:
+            return self.get_connection(self.gateway_conn_id)
+        except AirflowNotFoundException as exc:
+            raise GatewayNotConfigured(self.target, self.gateway_conn_id) from exc
+
+
+class MlflowStoreHook:
+    """The configured MLflow store (setting ``mlflow_tracking_uri``, else
+    ``MLFLOW_TRACKING_URI``, else the local store under home), for this process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    def use(self) -> str:
+        """Point MLflow at the store; returns its tracking URI."""
+        from yieldops.training.registry import use_configured_store
+
+        settings = self.settings or runtime_settings()
+        return use_configured_store(settings.home, settings.mlflow_tracking_uri or None)
+
+
+class LandingZoneHook:
+    """The landing zone (a folder, or an S3 prefix through the AWS connection
+    ``aws_conn_id``)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    def get_conn(self) -> LandingZone:
+        from yieldops.landing.zones import landing_zone
+
+        settings = self.settings or runtime_settings()
+        if settings.landing_url.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+            return landing_zone(settings.landing_url, client)
+        return landing_zone(settings.landing_url)
+
+
+def base_url(conn: Any) -> str:
+    """``scheme://host[:port]`` of an HTTP connection (schema http by default)."""
+    port = f":{conn.port}" if conn.port else ""
+    return f"{conn.schema or 'http'}://{conn.host}{port}"
