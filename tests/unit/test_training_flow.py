@@ -101,6 +101,8 @@ def test_the_plan_trains_the_first_changed_product_and_leaves_the_others_a_run(t
     folder = tmp_path / "training" / "YO-28NM-PMIC" / "manual__2026-01-02T03_04_05_00_00"
     assert planned.run_dir == folder and folder.is_dir()
     assert TrainingPlan.from_dict(as_json(planned)) == planned
+    with pytest.raises(ValueError, match=r"not a FeatureSplit: \['feature_columns'"):
+        FeatureSplit.from_dict({"plan": as_json(planned)})
 
     by_hand = plan_training([], "YO-7NM-ADC", "manual__1", tmp_path)
     assert by_hand.product == "YO-7NM-ADC" and by_hand.other_products == []

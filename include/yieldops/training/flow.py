@@ -53,8 +53,11 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict) -> Self:
+        names = [f.name for f in fields(cls)]
+        if missing := [name for name in names if name not in data]:
+            raise ValueError(f"not a {cls.__name__}: {missing} missing from {sorted(data)}")
         types = get_type_hints(cls)
-        return cls(**{f.name: _typed(types[f.name], data[f.name]) for f in fields(cls)})
+        return cls(**{name: _typed(types[name], data[name]) for name in names})
 
 
 def _with_paths_as_text(items: list[tuple[str, Any]]) -> dict:
