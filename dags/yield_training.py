@@ -79,40 +79,40 @@ def yield_training():
         return steps.plan(params, triggering_asset_events, run_id)
 
     @task
-    def build_features(run: dict) -> dict:
-        return steps.build_features(run)
+    def build_features(plan: dict) -> dict:
+        return steps.build_features(plan)
 
     @task.branch
-    def enough_data(run: dict) -> str:
-        return steps.enough_data(run)
+    def enough_data(features: dict) -> str:
+        return steps.enough_data(features)
 
     @task
-    def not_enough_data(run: dict) -> dict:
-        return steps.not_enough_data(run)
+    def not_enough_data(features: dict) -> dict:
+        return steps.not_enough_data(features)
 
     @task
-    def train(run: dict) -> dict:
-        return steps.train(run)
+    def train(features: dict) -> dict:
+        return steps.train(features)
 
     @task
-    def evaluate(run: dict) -> dict:
-        return steps.evaluate(run)
+    def evaluate(features: dict) -> dict:
+        return steps.evaluate(features)
 
     @task.branch
-    def gate(run: dict) -> str:
-        return steps.gate(run)
+    def gate(scores: dict) -> str:
+        return steps.gate(scores)
 
     @task(outlets=[AssetAlias(steps.CHALLENGER_ALIAS)])
-    def register(run: dict, outlet_events=None) -> dict:
-        return steps.register(run, outlet_events)
+    def register(scores: dict, outlet_events=None) -> dict:
+        return steps.register(scores, outlet_events)
 
     @task
-    def reject(run: dict) -> dict:
-        return steps.reject(run)
+    def reject(scores: dict) -> dict:
+        return steps.reject(scores)
 
     @task
-    def other_products(run: dict) -> list[dict]:
-        return run["others"]
+    def other_products(plan: dict) -> list[dict]:
+        return steps.other_products(plan)
 
     planned = plan()
     TriggerDagRunOperator.partial(

@@ -6,8 +6,9 @@
 >>> result = evaluate(model, holdout.frame, table.feature_columns)  # doctest: +SKIP
 >>> verdict = gate(result.metrics, champion_metrics_or_none, config.gate)  # doctest: +SKIP
 
-MLflow logging and registration live beside these modules and are imported from there
-(they import MLflow, which these modules do not).
+MLflow logging and registration (``registry``) and the steps of a training run that use
+them (``flow``) live beside these modules and are imported from there: importing this
+package does not import MLflow.
 """
 
 from .evaluation import Evaluation, evaluate, evaluate_probabilities

@@ -38,6 +38,10 @@ class GateResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> GateResult:
+        return cls(data["passed"], list(data["reasons"]), list(data["checks"]))
+
     def tags(self) -> dict[str, str]:
         """Flat string tags (e.g. for the registered model version)."""
         tags = {"gate.passed": str(self.passed).lower()}
