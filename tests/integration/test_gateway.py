@@ -603,6 +603,9 @@ def test_default_loader_serves_the_mlflow_champion(tmp_path, models):
                 log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
                 admin_token=TOKEN,
                 mlflow_tracking_uri=uri,
+                # A niced worker importing MLflow gets ~1 % of a core on a fully loaded
+                # machine (minutes); the niceness is not what this test is about.
+                mirror_niceness=0,
             )
             with serve(settings, loader=None) as (client, gateway):
                 answer = client.post("/v1/predict", json=die(3)).json()["predictions"][0]
