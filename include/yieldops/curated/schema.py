@@ -1,6 +1,7 @@
 """Arrow schemas of the curated tables decoded from one STDF file.
 
-Column meanings follow ARCHITECTURE.md ("Curated data"). ``part_index`` is
+Each column is the STDF field its comment names (the README's "The STDF reader" lists
+the tables and the records they come from). ``part_index`` is
 the part's number within its source file (in PIR order), the key that ties
 ``results`` to ``parts``. ``test_id`` ties ``results`` to ``tests``: one row per
 distinct test of the file (``curated.identity``: number and name, not number alone).
