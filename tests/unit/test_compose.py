@@ -521,7 +521,7 @@ def test_lost_workers_come_back_as_in_the_local_stack():
     local production stack runs with (and its stack test kills workers under), and no more
     tasks are queued than the workers have slots (a task waiting its turn is never caught
     by the queued timeout)."""
-    from yieldops.demo.production import LOST_WORKER_SETTINGS
+    from yieldops.deployment import LOST_WORKER_SETTINGS
 
     env = common_env()
     assert {key: env.get(key) for key in LOST_WORKER_SETTINGS} == LOST_WORKER_SETTINGS
