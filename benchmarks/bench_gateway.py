@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from yieldops.names import model_name as registered_model
+from yieldops.serving.settings import GatewaySettings
 
 PRODUCT = "YO-28NM-PMIC"
 STARTUP_TIMEOUT = 120.0
@@ -113,18 +114,16 @@ def free_port() -> int:
 
 
 def start_gateway(work: Path, tracking_uri: str, model_name: str, token: str, port: int, log):
-    env = {
-        **os.environ,
-        "YIELDOPS_HOME": str(work),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "YIELDOPS_GATEWAY_MODEL": model_name,
-        "YIELDOPS_GATEWAY_CHAMPION": "1",
-        "YIELDOPS_GATEWAY_ADMIN_TOKEN": token,
-        "YIELDOPS_GATEWAY_ROUTING_PATH": str(work / "routing.json"),
-        "YIELDOPS_GATEWAY_LOG_URL": f"sqlite:///{work / 'predictions.db'}",
-        "YIELDOPS_GATEWAY_HOST": "127.0.0.1",
-        "YIELDOPS_GATEWAY_PORT": str(port),
-    }
+    gateway = GatewaySettings(
+        model_name=model_name,
+        routing_path=work / "routing.json",
+        log_url=f"sqlite:///{work / 'predictions.db'}",
+        admin_token=token,
+        initial_champion=1,
+        mlflow_tracking_uri=tracking_uri,
+        port=port,
+    )
+    env = {**os.environ, "YIELDOPS_HOME": str(work), **gateway.to_environment()}
     # A file, not a pipe: nobody drains a pipe while the benchmark runs.
     return subprocess.Popen(
         [sys.executable, "-m", "yieldops.serving"], env=env, stdout=log, stderr=subprocess.STDOUT

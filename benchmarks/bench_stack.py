@@ -1,20 +1,24 @@
 """Ingest throughput of the production stack with one Celery worker and with two, in one run.
 
-One stack (yieldops.demo.production: CeleryExecutor, PostgreSQL, Redis, S3 events through
+One stack (tests/stack/production.py: CeleryExecutor, PostgreSQL, Redis, S3 events through
 SQS on moto) with two workers; yield_training and model_rollout are paused, so only ingest
 runs. The first batch lands while worker-2 is stopped, the second (other lots, same size)
 with both workers. Files per minute are counted from the landing (which includes the SQS
 trigger's polling, up to a minute) and from the first claim (the workers' throughput).
 
-    python benchmarks/bench_stack.py --files 20
+    python benchmarks/bench_stack.py --files 20     # from a checkout: the harness is a test file
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from yieldops.demo.production import (
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the stack harness lives beside its tests, in the checkout
+
+from tests.stack.production import (  # noqa: E402
     EVENTS_ONLY,
     BatchResult,
     ProductionStack,
@@ -22,8 +26,6 @@ from yieldops.demo.production import (
     set_paused,
     synthetic_files,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ configuration (connections, and Variables through ``runtime_settings``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
@@ -12,14 +12,15 @@ from yieldops_airflow.runtime import runtime_settings
 
 if TYPE_CHECKING:
     from yieldops.landing.zones import LandingZone
-    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.serving.client import GatewayClient
+    from yieldops.serving.settings import GatewaySettings
     from yieldops.settings import Settings
 
 
 class GatewayHook(BaseHook):
     """A deployment target's prediction gateway, from its HTTP connection: host, port and
     schema give the URL, the password is the admin token, ``extra.prediction_log_url`` the
-    SQLAlchemy URL of its prediction log."""
+    SQLAlchemy URL of its prediction log (``GatewaySettings.from_airflow_connection``)."""
 
     conn_name_attr = "gateway_conn_id"
     conn_type = "http"
@@ -39,28 +40,31 @@ class GatewayHook(BaseHook):
         return cls(target.conn_id, target.name, timeout)
 
     def get_conn(self) -> GatewayClient:
-        from yieldops.rollout.gateway import GatewayClient
+        from yieldops.serving.client import GatewayClient
 
-        conn = self._connection()
-        return GatewayClient(base_url(conn), conn.password or "", self.timeout)
+        gateway = self.gateway_settings()
+        return GatewayClient(gateway.url, gateway.admin_token, self.timeout)
 
     def prediction_log_url(self) -> str:
-        from yieldops.rollout.gateway import GatewayNotConfigured
+        from yieldops.serving.client import GatewayNotConfigured
 
-        url = self._connection().extra_dejson.get("prediction_log_url")
+        url = self.gateway_settings().log_url
         if not url:
             raise GatewayNotConfigured(self.target, self.gateway_conn_id, "prediction_log_url")
         return url
 
-    def _connection(self) -> Any:
+    def gateway_settings(self) -> GatewaySettings:
+        """The gateway as its connection describes it; GatewayNotConfigured without one."""
         from airflow.sdk.exceptions import AirflowNotFoundException
 
-        from yieldops.rollout.gateway import GatewayNotConfigured
+        from yieldops.serving.client import GatewayNotConfigured
+        from yieldops.serving.settings import GatewaySettings
 
         try:
-            return self.get_connection(self.gateway_conn_id)
+            conn = self.get_connection(self.gateway_conn_id)
         except AirflowNotFoundException as exc:
             raise GatewayNotConfigured(self.target, self.gateway_conn_id) from exc
+        return GatewaySettings.from_airflow_connection(conn)
 
 
 class MlflowStoreHook:
@@ -95,9 +99,3 @@ class LandingZoneHook:
             client = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
             return landing_zone(settings.landing_url, client)
         return landing_zone(settings.landing_url)
-
-
-def base_url(conn: Any) -> str:
-    """``scheme://host[:port]`` of an HTTP connection (schema http by default)."""
-    port = f":{conn.port}" if conn.port else ""
-    return f"{conn.schema or 'http'}://{conn.host}{port}"

@@ -10,11 +10,10 @@ to set it never fails the task.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseHook
-
-from yieldops_airflow.hooks import base_url
 
 log = logging.getLogger(__name__)
 API_CONN_ID = "yieldops_airflow_api"
@@ -52,3 +51,9 @@ def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
         return False
     log.info("run note set: %s", note)
     return True
+
+
+def base_url(conn: Any) -> str:
+    """``scheme://host[:port]`` of an HTTP connection (schema http by default)."""
+    port = f":{conn.port}" if conn.port else ""
+    return f"{conn.schema or 'http'}://{conn.host}{port}"

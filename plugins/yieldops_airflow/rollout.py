@@ -157,7 +157,7 @@ def plan_target(rollout: dict, target_name: str, step_groups: list[str]) -> str:
 
 def gateway_for(target_name: str):
     """(client, prediction log URL) of a target, from its Airflow connection."""
-    from yieldops.rollout.gateway import GatewayNotConfigured
+    from yieldops.serving.client import GatewayNotConfigured
 
     hook = GatewayHook.for_target(target_name)
     try:

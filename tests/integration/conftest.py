@@ -135,7 +135,7 @@ async def first_trigger_event(trigger):
 def serve_gateway(settings, loader, ready: bool = True) -> Iterator[tuple[httpx.Client, object]]:
     """A uvicorn server in a thread; yields an httpx client on it and the app's gateway
     once it answers (``ready``: once ``/readyz`` says 200)."""
-    from yieldops.serving import create_app
+    from yieldops.serving.app import create_app
     from yieldops.serving.mirror import STOP_SECONDS
 
     app = create_app(settings, loader=loader)

@@ -28,8 +28,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from tests.integration.conftest import serve_gateway as serve
 
-from yieldops.serving import GatewaySettings, Routing
-from yieldops.serving.routing import bucket, counterpart
+from yieldops.serving.routing import Routing, bucket, counterpart
+from yieldops.serving.settings import GatewaySettings
 
 TOKEN = "s3cret-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

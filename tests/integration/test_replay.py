@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from tests.integration.conftest import serve_gateway
 
-from yieldops.serving import GatewaySettings
 from yieldops.serving.replay import replay, to_records
+from yieldops.serving.settings import GatewaySettings
 
 FEATURES = ["test_100", "test_101", "x", "y", "radius", "site"]
 

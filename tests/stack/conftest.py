@@ -7,8 +7,7 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-
-from yieldops.demo.production import EVENTS_ONLY, POSTGRES_URL, REDIS_URL
+from tests.stack.production import EVENTS_ONLY, POSTGRES_URL, REDIS_URL
 
 # Short enough for a test, and nothing starts an ingest run but S3 events.
 TEST_SETTINGS = {
@@ -40,7 +39,7 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from yieldops.demo.production import ProductionStack
+    from tests.stack.production import ProductionStack
 
     missing = [url for url in (POSTGRES_URL, REDIS_URL) if not _answers(url)]
     if missing:

@@ -17,9 +17,7 @@ import httpx
 import pytest
 from tests.e2e.conftest import first_success
 from tests.e2e.test_pipeline import _started_by
-
-from yieldops.demo.processes import descendants
-from yieldops.demo.production import (
+from tests.stack.production import (
     ProductionStack,
     follow_pipeline,
     ingest_batch,
@@ -27,6 +25,8 @@ from yieldops.demo.production import (
     synthetic_files,
     wait_ingested,
 )
+
+from yieldops.demo.processes import descendants
 
 BATCH = 20  # files, one small lot each
 FAULT_BATCH = 4  # lots of two wafers: an ingest runs long enough to be caught running
@@ -194,7 +194,7 @@ def _assert_exactly_once(stack, api, keys: list[str]) -> None:
 
 def _landed(stack) -> list[str]:
     """The landing key of every file landed so far."""
-    from yieldops.demo.production import LANDING_BUCKET, LANDING_PREFIX
+    from tests.stack.production import LANDING_BUCKET, LANDING_PREFIX
 
     s3 = stack.aws("s3")
     listing = s3.list_objects_v2(Bucket=LANDING_BUCKET, Prefix=f"{LANDING_PREFIX}/")

@@ -29,6 +29,8 @@ import pytest
 import yaml
 
 from yieldops.names import model_name
+from yieldops.serving.settings import ENVIRONMENT as GATEWAY_ENVIRONMENT
+from yieldops.serving.settings import GatewaySettings
 from yieldops.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,8 +248,9 @@ def created_databases() -> set[str]:
 
 def env_names_read_by_code() -> set[str]:
     """YIELDOPS_* names the code reads: os.environ.get / getenv / _env / env(...) calls and
-    os.environ[...] subscripts with a literal name, under include/yieldops and plugins."""
-    names: set[str] = set()
+    os.environ[...] subscripts with a literal name, under include/yieldops and plugins, and
+    the gateway's (GatewaySettings.from_environment reads its declared ENVIRONMENT)."""
+    names = {variable for variable, _ in GATEWAY_ENVIRONMENT.values()}
     readers = {"get", "getenv", "_env", "env", "pop", "setdefault"}
     files = [*(ROOT / "include" / "yieldops").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
     for path in files:
@@ -518,7 +521,7 @@ def test_lost_workers_come_back_as_in_the_local_stack():
     local production stack runs with (and its stack test kills workers under), and no more
     tasks are queued than the workers have slots (a task waiting its turn is never caught
     by the queued timeout)."""
-    from yieldops.demo.production import LOST_WORKER_SETTINGS
+    from yieldops.deployment import LOST_WORKER_SETTINGS
 
     env = common_env()
     assert {key: env.get(key) for key in LOST_WORKER_SETTINGS} == LOST_WORKER_SETTINGS
@@ -592,22 +595,23 @@ def test_gateway_connections_match_targets_and_services():
     served = set()
     for target in targets:
         conn = connection(env, target["conn_id"])
-        assert conn["conn_type"] == "http", target["name"]
-        gateway = gateways.get(conn["host"])
-        assert gateway, f"{target['name']}: {conn['host']} is no gateway service"
+        gateway = gateways.get(conn.get("host"))
+        assert gateway, f"{target['name']}: {conn.get('host')} is no gateway service"
         genv = environment(gateway)
-        assert genv["YIELDOPS_GATEWAY_MODEL"] == model_name(target["product"])
-        assert genv["YIELDOPS_GATEWAY_HOST"] == "0.0.0.0"  # reachable from other containers
-        assert int(genv["YIELDOPS_GATEWAY_PORT"]) == conn["port"] == healthcheck_port(gateway)
-        assert conn["port"] in container_ports(gateway)
-        assert conn["password"] == genv["YIELDOPS_GATEWAY_ADMIN_TOKEN"]
-        assert conn["extra"]["prediction_log_url"] == genv["YIELDOPS_GATEWAY_LOG_URL"]
-        assert genv["YIELDOPS_GATEWAY_ROUTING_PATH"].startswith(genv["YIELDOPS_HOME"] + "/")
+        settings = GatewaySettings.from_environment(genv)
+        # The connection is the one the gateway's own settings give, at its service's name:
+        # http, its port, password = its admin token, extra = its prediction log.
+        assert conn == settings.airflow_connection(host=conn["host"]), target["name"]
+        assert settings.model_name == model_name(target["product"])
+        assert settings.host == "0.0.0.0"  # reachable from other containers
+        assert settings.port == healthcheck_port(gateway)
+        assert settings.port in container_ports(gateway)
+        assert str(settings.routing_path).startswith(genv["YIELDOPS_HOME"] + "/")
         assert any(v.endswith(":" + genv["YIELDOPS_HOME"]) for v in gateway["volumes"])
-        assert genv["MLFLOW_TRACKING_URI"] == env["MLFLOW_TRACKING_URI"]
+        assert settings.mlflow_tracking_uri == env["MLFLOW_TRACKING_URI"]
         served.add(conn["host"])
     assert served == set(gateways), f"gateways no target uses: {set(gateways) - served}"
-    logs = [environment(g)["YIELDOPS_GATEWAY_LOG_URL"] for g in gateways.values()]
+    logs = [GatewaySettings.from_environment(environment(g)).log_url for g in gateways.values()]
     assert len(logs) == len(set(logs)), "each gateway needs its own prediction log"
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from yieldops.rollout.analysis import Thresholds
 from yieldops.rollout.audit import AuditLog, RolloutRef
-from yieldops.rollout.gateway import GatewayError, GatewayNotConfigured
 from yieldops.rollout.overview import STEP_HEADERS, overview, render_html
 from yieldops.rollout.targets import Target
 from yieldops.rollout.window import StepWindow, judge_window
+from yieldops.serving.client import GatewayError, GatewayNotConfigured
 
 T0 = pd.Timestamp("2026-11-26T12:00:00Z").to_pydatetime()
 FAB_A = Target(name="fab-a", product="P", conn_id="gateway_a")

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..layout import dags_folder, plugins_folder
 from ..names import model_name
+from ..serving.settings import GatewaySettings
 from ..settings import load_settings
 from .processes import Service, free_port
 from .stack import DEMO_ROLLOUT
@@ -215,30 +216,20 @@ def _mlflow(home: Path) -> Any:
 
 def _gateway(home: Path, product: str, conn_id: str) -> Service:
     """A local gateway for one target, and the Airflow connection that names it."""
-    port, token = free_port(), os.urandom(16).hex()
-    log_url = f"sqlite:///{home / f'predictions-{conn_id}.db'}"
-    connection = {
-        "conn_type": "http",
-        "host": "127.0.0.1",
-        "port": port,
-        "password": token,
-        "extra": {"prediction_log_url": log_url},
-    }
-    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(connection)
-    env = {
-        **os.environ,
-        "YIELDOPS_GATEWAY_MODEL": model_name(product),
-        "YIELDOPS_GATEWAY_ADMIN_TOKEN": token,
-        "YIELDOPS_GATEWAY_LOG_URL": log_url,
-        "YIELDOPS_GATEWAY_ROUTING_PATH": str(home / f"routing-{conn_id}.json"),
-        "YIELDOPS_GATEWAY_PORT": str(port),
-    }
+    gateway = GatewaySettings(
+        model_name=model_name(product),
+        routing_path=home / f"routing-{conn_id}.json",
+        log_url=f"sqlite:///{home / f'predictions-{conn_id}.db'}",
+        admin_token=os.urandom(16).hex(),
+        port=free_port(),
+    )
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(gateway.airflow_connection())
     return Service(
         f"gateway {conn_id}",
         [sys.executable, "-m", "yieldops.serving"],
-        env,
+        {**os.environ, **gateway.to_environment()},
         home / "logs" / f"gateway-{conn_id}.log",
-        f"http://127.0.0.1:{port}/healthz",
+        f"{gateway.url}/healthz",
     )
 
 

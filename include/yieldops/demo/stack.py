@@ -21,6 +21,7 @@ import httpx
 
 from ..layout import dags_folder, plugins_folder
 from ..names import model_name
+from ..serving.settings import GatewaySettings
 from .processes import Service, free_port, stop_leftovers, stop_services, write_pid_file
 
 PRODUCT = "YO-7NM-ADC"
@@ -64,7 +65,7 @@ class DemoStack:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.gateway}"
+        return self.gateway_settings().url
 
     @property
     def landing(self) -> Path:
@@ -73,6 +74,16 @@ class DemoStack:
     @property
     def prediction_log_url(self) -> str:
         return f"sqlite:///{self.home / 'predictions.db'}"
+
+    def gateway_settings(self) -> GatewaySettings:
+        """The gateway's, as it reads them and as Airflow's connection to it names them."""
+        return GatewaySettings(
+            model_name=MODEL,
+            routing_path=self.home / "gateway-routing.json",
+            log_url=self.prediction_log_url,
+            admin_token=self.admin_token,
+            port=self.ports.gateway,
+        )
 
     @property
     def pid_file(self) -> Path:
@@ -98,13 +109,7 @@ class DemoStack:
         }
 
     def airflow_env(self) -> dict[str, str]:
-        gateway = {
-            "conn_type": "http",
-            "host": "127.0.0.1",
-            "port": self.ports.gateway,
-            "password": self.admin_token,
-            "extra": {"prediction_log_url": self.prediction_log_url},
-        }
+        gateway = self.gateway_settings().airflow_connection()
         airflow_api = {
             "conn_type": "http",
             "host": "127.0.0.1",
@@ -159,13 +164,7 @@ class DemoStack:
         return Service(
             "gateway",
             [sys.executable, "-m", "yieldops.serving"],
-            {
-                **self.yieldops_env(),
-                "YIELDOPS_GATEWAY_MODEL": MODEL,
-                "YIELDOPS_GATEWAY_ADMIN_TOKEN": self.admin_token,
-                "YIELDOPS_GATEWAY_LOG_URL": self.prediction_log_url,
-                "YIELDOPS_GATEWAY_PORT": str(self.ports.gateway),
-            },
+            {**self.yieldops_env(), **self.gateway_settings().to_environment()},
             self.home / "logs" / "gateway.log",
             f"{self.gateway_url}/healthz",
         )

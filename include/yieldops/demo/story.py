@@ -90,18 +90,20 @@ def run_demo(
     stop_replay = threading.Event()
     try:
         stack.start(say)
-        _where_to_look(stack, say)
+        where_to_look(stack, say)
         follower = RunFollower(stack.airflow(), say)
         deadline = time.monotonic() + timeout
 
         say(f"\n1. landing {lots} healthy baseline lots of {PRODUCT} in {stack.landing}")
         first_landed = time.monotonic()
         land_lots(stack, lots=lots, wafers_per_lot=wafers, seed=seed, drift=BASELINE_DRIFT)
-        _wait(follower, deadline, lambda: _champion_serving(stack), "a champion serving")
+        _wait(follower, deadline, lambda: champion_serving(stack), "a champion serving")
         first_champion = time.monotonic() - first_landed
 
         say(f"\n2. replaying the newest curated lot's dies to the gateway ({REPLAY_RATE:g} dies/s)")
-        replayer = threading.Thread(target=_replay, args=(stack, stop_replay), daemon=True)
+        replayer = threading.Thread(
+            target=replay_newest_lot, args=(stack, stop_replay), daemon=True
+        )
         replayer.start()
 
         say("\n3. landing a lot whose process drifted: retrain, then shadow and canary")
@@ -117,7 +119,7 @@ def run_demo(
         )
         say(f"every rollout record: yieldops rollout audit --home {stack.home}")
         if keep_running:
-            _where_to_look(stack, say)
+            where_to_look(stack, say)
             say("the stack keeps running; Ctrl-C stops it")
             threading.Event().wait()
         return 0 if champion else 1
@@ -142,7 +144,7 @@ def land_lots(stack: DemoStack, **lots: Any) -> list[Path]:
     return landed
 
 
-def _where_to_look(stack: DemoStack, say: Callable[[str], None]) -> None:
+def where_to_look(stack: DemoStack, say: Callable[[str], None]) -> None:
     say(
         "\nThe stack is up:\n"
         f"  Airflow UI   {stack.airflow_url}  (user admin, password {stack.airflow_password})\n"
@@ -164,7 +166,7 @@ def _wait(follower: RunFollower, deadline: float, done: Callable[[], Any], what:
     raise TimeoutError(f"no {what} before the demo's time limit")
 
 
-def _champion_serving(stack: DemoStack) -> bool:
+def champion_serving(stack: DemoStack) -> bool:
     try:
         return httpx.get(f"{stack.gateway_url}/readyz", timeout=5).status_code == 200
     except httpx.HTTPError:
@@ -182,7 +184,7 @@ def _retrained_and_rolled(follower: RunFollower, since: datetime) -> bool:
     return follower.finished_after("model_rollout", _time(training["start_date"])) is not None
 
 
-def _replay(stack: DemoStack, stop: threading.Event) -> None:
+def replay_newest_lot(stack: DemoStack, stop: threading.Event) -> None:
     """The newest curated lot's dies, looked up again every few seconds: the traffic a model
     serves is the wafers under test now, so the drifted lot is what its successor is judged on."""
     from yieldops.config import product

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .gateway import GatewayNotConfigured
+from ..serving.client import GatewayNotConfigured
 from .targets import Target
 
 # Step metrics charted per target: (check, number, label, colour, dash pattern, marker).

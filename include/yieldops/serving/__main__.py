@@ -1,22 +1,16 @@
-"""``python -m yieldops.serving``: the gateway on uvicorn, configured from the environment.
-
-``YIELDOPS_GATEWAY_MODEL`` (registered model, e.g. ``yield-<product>``),
-``YIELDOPS_GATEWAY_ADMIN_TOKEN``, ``YIELDOPS_GATEWAY_ROUTING_PATH``,
-``YIELDOPS_GATEWAY_LOG_URL``, ``YIELDOPS_GATEWAY_CHAMPION``, ``YIELDOPS_GATEWAY_HOST``,
-``YIELDOPS_GATEWAY_PORT``, ``YIELDOPS_GATEWAY_MIRROR_PROCESSES`` (mirror worker processes,
-1), ``YIELDOPS_GATEWAY_MIRROR_NICENESS`` (added to their nice value, 10),
-``MLFLOW_TRACKING_URI``.
-"""
+"""``python -m yieldops.serving``: the gateway on uvicorn, configured from the environment
+(the variables are those of ``yieldops.serving.settings.ENVIRONMENT``)."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from . import create_app, load_gateway_settings
+from .app import create_app
+from .settings import GatewaySettings
 
 
 def main() -> None:
-    settings = load_gateway_settings()
+    settings = GatewaySettings.from_environment()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import feature_matrix
+from ..settings import _home
 from ..training.model import feature_columns_of
 
 # version -> fitted model. It must pickle (a module-level function, a partial of one, a
@@ -81,8 +82,9 @@ class OpenMPThreads:
 
 @dataclass(frozen=True)
 class MlflowLoader:
-    """Versions of ``model_name`` from the MLflow registry. A plain value, so it pickles:
-    the mirror worker process loads the versions it scores the same way."""
+    """Versions of ``model_name`` from the MLflow registry: ``tracking_uri``, else the
+    configured store (the one the training DAG registers into). A plain value, so it
+    pickles: the mirror worker process loads the versions it scores the same way."""
 
     model_name: str
     tracking_uri: str = ""
@@ -94,7 +96,7 @@ class MlflowLoader:
     def __call__(self, version: int) -> Any:
         from ..training import registry  # lazily: mlflow is heavy
 
-        _use_tracking_uri(self.tracking_uri)
+        registry.use_configured_store(_home(), self.tracking_uri or None)
         return registry.load_version(self.model_name, version)
 
 
@@ -102,14 +104,5 @@ def mlflow_champion(model_name: str, tracking_uri: str = "") -> int | None:
     """The version the MLflow alias ``champion`` points at, if any."""
     from ..training import registry
 
-    _use_tracking_uri(tracking_uri)
+    registry.use_configured_store(_home(), tracking_uri or None)
     return registry.alias_version(model_name, registry.CHAMPION)
-
-
-def _use_tracking_uri(url: str) -> None:
-    """The given URL, else ``MLFLOW_TRACKING_URI``, else the local store under home:
-    the same store the training DAG registers into."""
-    from ..settings import _home
-    from ..training import registry
-
-    registry.use_configured_store(_home(), url or None)

@@ -1,12 +1,32 @@
-"""Gateway configuration: every path and URL with a local default under ``YIELDOPS_HOME``."""
+"""Gateway configuration, declared once for every side that names a gateway: the gateway
+process reads it from its environment (``from_environment``), whoever starts one writes
+that environment (``to_environment``), and Airflow reaches it through an HTTP connection
+(``airflow_connection`` / ``from_airflow_connection``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..settings import _home
+
+# What a gateway process reads from its environment: field -> (variable, parser).
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "model_name": ("YIELDOPS_GATEWAY_MODEL", str),
+    "routing_path": ("YIELDOPS_GATEWAY_ROUTING_PATH", Path),
+    "log_url": ("YIELDOPS_GATEWAY_LOG_URL", str),
+    "admin_token": ("YIELDOPS_GATEWAY_ADMIN_TOKEN", str),
+    "initial_champion": ("YIELDOPS_GATEWAY_CHAMPION", int),
+    "mlflow_tracking_uri": ("MLFLOW_TRACKING_URI", str),
+    "mirror_processes": ("YIELDOPS_GATEWAY_MIRROR_PROCESSES", int),
+    "mirror_niceness": ("YIELDOPS_GATEWAY_MIRROR_NICENESS", int),
+    "mirror_max_pending": ("YIELDOPS_GATEWAY_MIRROR_MAX_PENDING", int),
+    "host": ("YIELDOPS_GATEWAY_HOST", str),
+    "port": ("YIELDOPS_GATEWAY_PORT", int),
+}
 
 
 @dataclass(frozen=True)
@@ -38,23 +58,62 @@ class GatewaySettings:
     model_threads: int | None = 1
     host: str = "127.0.0.1"
     port: int = 8080
+    # How callers reach it: the gateway speaks http; https when a TLS proxy stands before it.
+    scheme: str = "http"
 
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
 
-def load_gateway_settings() -> GatewaySettings:
-    """Settings from the environment (``YIELDOPS_GATEWAY_*``), defaults under home."""
-    home = _home()
-    env = os.environ.get
-    champion = env("YIELDOPS_GATEWAY_CHAMPION")
-    return GatewaySettings(
-        model_name=env("YIELDOPS_GATEWAY_MODEL", ""),
-        routing_path=Path(env("YIELDOPS_GATEWAY_ROUTING_PATH") or home / "gateway-routing.json"),
-        log_url=env("YIELDOPS_GATEWAY_LOG_URL") or f"sqlite:///{home / 'predictions.db'}",
-        admin_token=env("YIELDOPS_GATEWAY_ADMIN_TOKEN", ""),
-        initial_champion=int(champion) if champion else None,
-        mlflow_tracking_uri=env("MLFLOW_TRACKING_URI", ""),
-        mirror_processes=int(env("YIELDOPS_GATEWAY_MIRROR_PROCESSES", "1")),
-        mirror_niceness=int(env("YIELDOPS_GATEWAY_MIRROR_NICENESS", "10")),
-        mirror_max_pending=int(env("YIELDOPS_GATEWAY_MIRROR_MAX_PENDING", "64")),
-        host=env("YIELDOPS_GATEWAY_HOST", "127.0.0.1"),
-        port=int(env("YIELDOPS_GATEWAY_PORT", "8080")),
-    )
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        """Settings from the variables of ``ENVIRONMENT`` (this process's by default); the
+        routing table and the prediction log default to files under ``YIELDOPS_HOME``."""
+        environ = os.environ if environ is None else environ
+        home = Path(environ.get("YIELDOPS_HOME") or _home()).resolve()
+        given = {
+            name: parse(environ[variable])
+            for name, (variable, parse) in ENVIRONMENT.items()
+            if environ.get(variable)
+        }
+        return cls(
+            **{
+                "routing_path": home / "gateway-routing.json",
+                "log_url": f"sqlite:///{home / 'predictions.db'}",
+                **given,
+            }
+        )
+
+    def to_environment(self) -> dict[str, str]:
+        """The environment that starts a gateway process with these settings. Empty and
+        None values are left out: the process inherits them, or takes its defaults."""
+        values = {variable: getattr(self, name) for name, (variable, _) in ENVIRONMENT.items()}
+        return {variable: str(v) for variable, v in values.items() if v not in ("", None)}
+
+    def airflow_connection(self, host: str = "") -> dict[str, Any]:
+        """The Airflow HTTP connection (JSON form, as ``AIRFLOW_CONN_<ID>`` holds it) that
+        reaches this gateway at ``host`` (default: the address it listens on): the password
+        is the admin token, extra ``prediction_log_url`` the URL of its prediction log."""
+        connection: dict[str, Any] = {
+            "conn_type": "http",
+            "host": host or self.host,
+            "port": self.port,
+            "password": self.admin_token,
+            "extra": {"prediction_log_url": self.log_url},
+        }
+        if self.scheme != "http":
+            connection["schema"] = self.scheme
+        return connection
+
+    @classmethod
+    def from_airflow_connection(cls, conn: Any) -> GatewaySettings:
+        """The gateway an Airflow HTTP connection names (host, port, schema, password,
+        extra ``prediction_log_url``; empty when the extra is missing)."""
+        scheme = conn.schema or "http"
+        return cls(
+            host=conn.host,
+            port=conn.port or (443 if scheme == "https" else 80),
+            scheme=scheme,
+            admin_token=conn.password or "",
+            log_url=conn.extra_dejson.get("prediction_log_url") or "",
+        )

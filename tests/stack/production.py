@@ -1,4 +1,6 @@
-"""The production configuration of yieldops on one machine, without Docker, on loopback.
+"""The production configuration of yieldops on one machine, without Docker, on loopback: a
+harness of the checkout (the stack tests, ``scripts/stack-local``, ``benchmarks/bench_stack.py``),
+not part of the package.
 
 Airflow with the CeleryExecutor (Redis broker, PostgreSQL metadata and result backend) as
 separate ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` and worker
@@ -32,10 +34,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..landing.s3 import send_new_objects_to_queue
-from .processes import Service, free_port, write_pid_file
-from .stack import PRODUCT, DemoStack, Ports, airflow_healthy
-from .story import DAGS, RunFollower, _champion_serving, _replay, _where_to_look
+from yieldops.demo.processes import Service, free_port, write_pid_file
+from yieldops.demo.stack import PRODUCT, DemoStack, Ports, airflow_healthy
+from yieldops.demo.story import (
+    DAGS,
+    RunFollower,
+    champion_serving,
+    replay_newest_lot,
+    where_to_look,
+)
+from yieldops.deployment import LOST_WORKER_SETTINGS
+from yieldops.landing.s3 import send_new_objects_to_queue
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/1"  # a db of its own; each stack also has its own queue
@@ -67,18 +78,6 @@ WORKER_PRELOAD = [
     # yieldops_plugin builds its FastAPI app on import, in every task process too
     "airflow.api_fastapi.core_api.security",
 ]
-# A lost worker's tasks run again within about 5.5 minutes (README, "Lost workers"). One
-# it was running fails once its heartbeat has been missing for 300 s, then is retried. One
-# it had taken from the broker but not started stays queued: the message is unacknowledged
-# and Redis redelivers it only after Airflow's visibility timeout (24 h), so the scheduler
-# queues it again after 300 s queued. Parallelism equals the workers' task slots, so no
-# task waits that long for a free slot. docker-compose.yaml sets the same (test_compose).
-LOST_WORKER_SETTINGS = {
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "10",
-    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
-    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "30",
-}
 # Ingest runs started by S3 events only: the sweep's schedule (29 February) has no time
 # between the DAG's start date and the next leap day, so catchup-off adds no run at start.
 EVENTS_ONLY = {"YIELDOPS_SWEEP_CRON": "0 0 29 2 *"}
@@ -247,6 +246,7 @@ class ProductionStack(DemoStack):
             {
                 **self.airflow_env(),
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+                "PYTHONPATH": _checkout_on_path(),
                 "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": WORKER_PRELOAD}),
                 WORKER_HOSTNAME: name,
             },
@@ -342,7 +342,7 @@ class ProductionStack(DemoStack):
         return Ledger(self.database_url("yieldops"))
 
     def where_to_look(self, say: Callable[[str], None] = print) -> None:
-        _where_to_look(self, say)
+        where_to_look(self, say)
         say(
             f"  Workers      {', '.join(self.worker_names)} (Celery queue {self.celery_queue} "
             f"on {self.redis_url})\n"
@@ -350,6 +350,11 @@ class ProductionStack(DemoStack):
             f"on {self.postgres_url}\n"
             f"  Landing      {self.landing_url} on {self.moto_url} (S3 events -> SQS)"
         )
+
+
+def _checkout_on_path() -> str:
+    """PYTHONPATH with the checkout first: a worker imports this module for its hostname."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def _airflow(*args: str) -> list[str]:
@@ -549,10 +554,10 @@ def _active_runs(api, dag_id: str) -> list[dict[str, Any]]:
 
 
 def _replay_once_serving(stack: ProductionStack, stop: threading.Event) -> None:
-    while not _champion_serving(stack):
+    while not champion_serving(stack):
         if stop.wait(2):
             return
-    _replay(stack, stop)
+    replay_newest_lot(stack, stop)
 
 
 def set_paused(stack: ProductionStack, dag_ids: Sequence[str], paused: bool) -> None:

@@ -1,4 +1,5 @@
-"""The rollout's side of the prediction gateway's admin API (see ``yieldops.serving``)."""
+"""The gateway's admin API as the rollout calls it (routing, rollback): httpx only, so an
+Airflow task or page that steers a gateway never loads the web app or its models."""
 
 from __future__ import annotations
 
