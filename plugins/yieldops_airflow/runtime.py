@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from yieldops.landing.factory import landing_zone
 from yieldops.landing.ledger import Ledger
-from yieldops.landing.zones import LandingZone, landing_zone
+from yieldops.landing.zones import LandingZone
 from yieldops.settings import Settings, load_settings
 
 OVERRIDABLE = (
