@@ -209,9 +209,11 @@ class LocalLandingZone:
         target = self.quarantine_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(key) as source:
-            atomic.copy_stream(source, target)
+            atomic.copy_stream(source, target, durable=True)
         atomic.write_text(
-            target.with_name(target.name + REASON_SUFFIX), json.dumps(reason, indent=2)
+            target.with_name(target.name + REASON_SUFFIX),
+            json.dumps(reason, indent=2),
+            durable=True,
         )
         return target.as_uri()
 

@@ -11,12 +11,10 @@ way their testers do.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import chain, zip_longest
@@ -25,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import atomic
 from ..stdf.writer import StdfWriter
 from .fab import (
     DEFAULT_DRIFT,
@@ -110,7 +109,7 @@ def write_lot(
         data = gzip.compress(data, compresslevel=6, mtime=0)  # mtime 0: same seed, same bytes
     elif path.name.endswith(".bz2"):
         data = bz2.compress(data)
-    _atomic_write(path, data)
+    atomic.write_bytes(path, data, durable=True)
     return path
 
 
@@ -120,21 +119,6 @@ def lot_to_bytes(lot: Lot, byte_order: str = "<", style: TesterStyle = YO_ATE) -
     buffer = io.BytesIO()
     _LotWriter(StdfWriter(buffer, byte_order), lot, style).write()
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a landed file must be readable
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 @dataclass(frozen=True, eq=False)
