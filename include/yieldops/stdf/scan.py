@@ -21,6 +21,7 @@ from .errors import RecordLengthError, StdfError, TruncatedError, UndefinedRecor
 from .records import RecordBlock
 from .source import (
     DEFAULT_CHUNK_SIZE,
+    FAR_BYTES,
     ByteStream,
     ChunkReader,
     Digest,
@@ -29,7 +30,7 @@ from .source import (
     open_stdf,
     source_name,
 )
-from .spec import MAX_BODY, MEMORY_RECORDS, RECORDS, RESERVED_TYPES, V4_2007_RECORDS
+from .spec import HEADER_SIZE, MAX_BODY, MEMORY_RECORDS, RECORDS, RESERVED_TYPES, V4_2007_RECORDS
 
 _SKIPPED = {**V4_2007_RECORDS, **MEMORY_RECORDS}
 KIND_NAMES: list[str] = ["UNDEFINED", *RECORDS, *_SKIPPED.values(), *RESERVED_TYPES.values()]
@@ -120,7 +121,7 @@ class Chunk:
         return np.flatnonzero(self.kinds == KIND[kind])
 
     def header(self, i: int) -> _Header:
-        return _header_at(self.buf, int(self.offsets[i]) - 4, self.base, self.little)
+        return _header_at(self.buf, int(self.offsets[i]) - HEADER_SIZE, self.base, self.little)
 
     def check(self, path: str, previous: _Header | None) -> None:
         """Raise on the first record whose type is undefined or whose REC_LEN its type
@@ -153,7 +154,7 @@ def scan_chunks(
     a plausible length; raises on a truncated end."""
     chunks = ChunkReader(stream, path, chunk_size, digest)
     chunks.fill(0)
-    little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)]))
+    little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, FAR_BYTES)]))
     previous = None  # the last record of the chunks before
     while True:
         buf = chunks.buffer
@@ -178,7 +179,7 @@ def _truncated(path: str, chunk: Chunk, stop: int, end: int, previous: _Header |
     """The file ends inside the record at ``stop``: cut short, or a record the reader
     should never have reached (an undefined type or an impossible length: lost boundaries)."""
     record = None
-    if end - stop >= 4:
+    if end - stop >= HEADER_SIZE:
         header = _header_at(chunk.buf, stop, chunk.base, chunk.little)
         if not header.plausible:
             return header.error(path, previous)
@@ -214,7 +215,9 @@ def read_records(
                     block = RecordBlock(
                         chunk.buf, chunk.offsets[rows], chunk.lengths[rows], RECORDS[name], little
                     )
-                    columns = {"byte_offset": pa.array(chunk.base + chunk.offsets[rows] - 4)}
+                    columns = {
+                        "byte_offset": pa.array(chunk.base + chunk.offsets[rows] - HEADER_SIZE)
+                    }
                     columns |= {f.name: block.column(f.name) for f in RECORDS[name].fields}
                     pieces[name].append(pa.table(columns))
     return {name: pa.concat_tables(tables) for name, tables in pieces.items() if tables}

@@ -35,7 +35,24 @@ from .source import (
     open_stdf,
     source_name,
 )
-from .spec import RECORDS, SKIPPED_WHY
+from .spec import (
+    ALL_HEADS,
+    MISSING_COORDINATE,
+    MISSING_SOFT_BIN,
+    MISSING_U4,
+    OPT_NO_HI_LIMIT,
+    OPT_NO_HI_SPEC,
+    OPT_NO_LO_LIMIT,
+    OPT_NO_LO_SPEC,
+    OPT_NO_RES_SCAL,
+    PART_FAILED,
+    PART_VERDICT_INVALID,
+    RECORDS,
+    SKIPPED_WHY,
+    TEST_FAILED,
+    TEST_NO_VERDICT,
+    TSR_TEST_RECORDS,
+)
 
 # What each record does to the part/wafer state (see kernels.assign_parts).
 _ROLES = {"PIR": 1, "PRR": 2, "PTR": 3, "MPR": 3, "FTR": 3, "WIR": 4, "WRR": 5}
@@ -54,10 +71,6 @@ for _name, _role in _ROLES.items():
 PTR_FIELDS = RECORDS["PTR"].index("RESULT") + 1
 FTR_FIELDS = RECORDS["FTR"].index("TEST_TXT") + 1
 
-# TEST_FLG bits: 0x10 not executed, 0x20 aborted, 0x40 no pass/fail indication, 0x80 failed.
-_NO_VERDICT = 0x70
-_U4_MISSING = 0xFFFFFFFF
-
 
 def _array(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
     mask = None if valid is None or valid.all() else ~valid
@@ -71,11 +84,11 @@ def _times(block: RecordBlock, name: str) -> pa.Array:
 
 def _counts(block: RecordBlock, name: str) -> pa.Array:
     values = block.ints(name)
-    return _array(values, pa.uint32(), block.has(name) & (values != _U4_MISSING))
+    return _array(values, pa.uint32(), block.has(name) & (values != MISSING_U4))
 
 
 def _verdicts(flags: np.ndarray, valid: np.ndarray) -> pa.Array:
-    return pa.array((flags & 0x80) == 0, mask=~valid | ((flags & _NO_VERDICT) != 0))
+    return pa.array((flags & TEST_FAILED) == 0, mask=~valid | ((flags & TEST_NO_VERDICT) != 0))
 
 
 class _FileDecoder:
@@ -206,7 +219,7 @@ class _FileDecoder:
                 pa.table(
                     {
                         "test_num": tsr.column("TEST_NUM"),
-                        "summary": pa.array(tsr.ints("HEAD_NUM") == 255),
+                        "summary": pa.array(tsr.ints("HEAD_NUM") == ALL_HEADS),
                         "tsr_record": tsr.column("TEST_TYP"),
                         "exec_count": _counts(tsr, "EXEC_CNT"),
                         "fail_count": _counts(tsr, "FAIL_CNT"),
@@ -235,13 +248,15 @@ class _FileDecoder:
                 "head": prr.column("HEAD_NUM"),
                 "site": prr.column("SITE_NUM"),
                 "part_id": prr.column("PART_ID"),
-                "x": _array(x, pa.int16(), prr.has("X_COORD") & (x != -32768)),
-                "y": _array(y, pa.int16(), prr.has("Y_COORD") & (y != -32768)),
+                "x": _array(x, pa.int16(), prr.has("X_COORD") & (x != MISSING_COORDINATE)),
+                "y": _array(y, pa.int16(), prr.has("Y_COORD") & (y != MISSING_COORDINATE)),
                 "hard_bin": prr.column("HARD_BIN"),
-                "soft_bin": _array(soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != 0xFFFF)),
-                # PART_FLG 0x08: part failed; 0x10: that bit is not valid.
+                "soft_bin": _array(
+                    soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != MISSING_SOFT_BIN)
+                ),
                 "passed": pa.array(
-                    (flags & 0x08) == 0, mask=~prr.has("PART_FLG") | (flags & 0x10 != 0)
+                    (flags & PART_FAILED) == 0,
+                    mask=~prr.has("PART_FLG") | (flags & PART_VERDICT_INVALID != 0),
                 ),
                 "part_flag": prr.column("PART_FLG"),
                 "num_tests": prr.column("NUM_TEST"),
@@ -482,7 +497,7 @@ class _FileDecoder:
         for values in zip(*columns.values()):
             tsr = dict(zip(columns, values))
             num, name = tsr["test_num"], tsr["tsr_name"] or ""
-            record = _TSR_RECORDS.get(tsr["tsr_record"] or "")
+            record = TSR_TEST_RECORDS.get(tsr["tsr_record"] or "")
             i = row_of.get((record, num, name), row_of.get((num, name), row_of.get((num,), -1)))
             if i < 0:
                 test_id = self.test_ids(record or "TSR", num, name)
@@ -507,7 +522,6 @@ class _FileDecoder:
 
 
 _TSR_COLUMNS = ("sequence", "label", "exec_count", "fail_count", "test_time")
-_TSR_RECORDS = {"P": "PTR", "F": "FTR", "M": "MPR"}  # TSR TEST_TYP: the record of such tests
 
 
 def _name_spans(hot: RecordBlock) -> tuple[np.ndarray, np.ndarray]:
@@ -580,8 +594,7 @@ def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -
         "test_name": names,
     }
     if name != "FTR":
-        # OPT_FLAG: 0x10/0x40 no valid low limit, 0x20/0x80 no valid high limit,
-        # 0x04/0x08 no low/high spec limit, 0x01 RES_SCAL invalid.
+        # Without an OPT_FLAG no limit, spec or scale is known to be valid.
         opt = np.where(full.has("OPT_FLAG"), full.ints("OPT_FLAG"), 0xFF)
 
         def limit(field: str, bits: int) -> pa.Array:
@@ -592,13 +605,13 @@ def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -
 
         table |= {
             "units": full.column("UNITS"),
-            "lo_limit": limit("LO_LIMIT", 0x50),
-            "hi_limit": limit("HI_LIMIT", 0xA0),
-            "lo_spec": limit("LO_SPEC", 0x04),
-            "hi_spec": limit("HI_SPEC", 0x08),
-            "res_scale": scale("RES_SCAL", 0x01),
-            "llm_scale": scale("LLM_SCAL", 0x50),
-            "hlm_scale": scale("HLM_SCAL", 0xA0),
+            "lo_limit": limit("LO_LIMIT", OPT_NO_LO_LIMIT),
+            "hi_limit": limit("HI_LIMIT", OPT_NO_HI_LIMIT),
+            "lo_spec": limit("LO_SPEC", OPT_NO_LO_SPEC),
+            "hi_spec": limit("HI_SPEC", OPT_NO_HI_SPEC),
+            "res_scale": scale("RES_SCAL", OPT_NO_RES_SCAL),
+            "llm_scale": scale("LLM_SCAL", OPT_NO_LO_LIMIT),
+            "hlm_scale": scale("HLM_SCAL", OPT_NO_HI_LIMIT),
         }
     if name == "MPR":
         table["pins"] = full.column("RTN_INDX")
