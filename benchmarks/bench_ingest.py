@@ -43,8 +43,8 @@ def _environment(home: Path, landing: Path, airflow_home: Path) -> dict[str, str
 def library_worker() -> None:
     from yieldops.ingest import ingest_file
     from yieldops.landing.claims import claim_files
+    from yieldops.landing.factory import landing_zone
     from yieldops.landing.ledger import Ledger
-    from yieldops.landing.zones import landing_zone
     from yieldops.settings import load_settings
 
     settings = load_settings()

@@ -37,7 +37,7 @@ ENGINES = ("yieldops", "stdf-convert", "pystdf")
 
 def _decoder(engine: str):
     if engine == "yieldops":
-        from yieldops.stdf.reader import read_tables
+        from yieldops.stdf.tables import read_tables
 
         return read_tables
     if engine == "stdf-convert":
@@ -87,7 +87,7 @@ def worker(engine: str, path: Path, repeat: int) -> None:
 
 
 def memory_worker(path: Path, out: Path) -> None:
-    from yieldops.stdf.reader import to_parquet
+    from yieldops.stdf.tables import to_parquet
 
     to_parquet(path, out)
     print(json.dumps({"rss_peak": _max_rss_mib()}))
@@ -107,7 +107,7 @@ def _run(args: list[str]) -> dict:
 
 def facts_worker(path: Path) -> None:
     """Decompressed bytes and record count (from our record scan)."""
-    from yieldops.stdf.reader import record_counts
+    from yieldops.stdf.scan import record_counts
 
     records = sum(record_counts(path).values())
     opener = gzip.open if path.name.endswith(".gz") else open

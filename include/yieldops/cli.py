@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from yieldops.landing.zones import STDF_SUFFIXES
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
-STDF_SUFFIXES = (".stdf", ".std", ".stdf.gz", ".std.gz", ".stdf.bz2", ".std.bz2")
 # Where `yieldops demo` and `yieldops run` keep their data unless given --home.
 DEMO_HOME, RUN_HOME = Path("var/demo"), Path("var/run")
 

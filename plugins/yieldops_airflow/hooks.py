@@ -90,7 +90,7 @@ class LandingZoneHook:
         self.settings = settings
 
     def get_conn(self) -> LandingZone:
-        from yieldops.landing.zones import landing_zone
+        from yieldops.landing.factory import landing_zone
 
         settings = self.settings or runtime_settings()
         if settings.landing_url.startswith("s3://"):

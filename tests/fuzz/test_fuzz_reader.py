@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from tests.fuzz.fuzzing import fuzz
 
 from yieldops.stdf import DecodeFacts, StdfError, StdfWriter
-from yieldops.stdf.reader import read_records, read_tables
+from yieldops.stdf.scan import read_records
+from yieldops.stdf.tables import read_tables
 from yieldops.synth import generate_lot, lot_to_bytes
 from yieldops.synth.styles import TESTER_STYLES
 

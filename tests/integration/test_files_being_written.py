@@ -19,8 +19,9 @@ from tests.integration.conftest import load_dag
 from yieldops.completeness import CompletenessRules
 from yieldops.ingest import ingest_file
 from yieldops.landing.claims import claim_files, pending_files
+from yieldops.landing.factory import landing_zone
 from yieldops.landing.ledger import CURATED, QUARANTINED, SUPERSEDED, WAITING, Ledger
-from yieldops.landing.zones import LocalLandingZone, landing_zone
+from yieldops.landing.zones import LocalLandingZone
 from yieldops.stdf import read_tables
 from yieldops.synth import synthesize
 

@@ -16,8 +16,8 @@ import pytest
 from tests.integration.conftest import first_trigger_event, notifying_queue
 
 from yieldops.landing.events import object_refs_from_asset_extras, object_refs_from_messages
+from yieldops.landing.factory import landing_zone
 from yieldops.landing.s3 import S3LandingZone
-from yieldops.landing.zones import landing_zone
 from yieldops.stdf import NotStdfError, read_tables
 from yieldops.synth import synthesize
 

@@ -24,7 +24,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -36,14 +35,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
-    event,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
+
+from ..database import engine_with_tables
 
 CLAIMED, CURATED, QUARANTINED, FAILED = "claimed", "curated", "quarantined", "failed"
 DUPLICATE = "duplicate"  # the same decoded content as a file landed before
@@ -183,26 +182,10 @@ def _insert(engine: Engine):
     return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[engine.dialect.name]
 
 
-def ledger_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_connection, _record) -> None:  # readers do not block the claimer
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = ledger_engine(url)
-        metadata.create_all(self.engine)
+        self.engine = engine_with_tables(url, metadata, shared=True)
 
     def close(self) -> None:
         self.engine.dispose()

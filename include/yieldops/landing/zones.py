@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import urlsplit
 
 from .. import atomic
 
@@ -210,9 +209,11 @@ class LocalLandingZone:
         target = self.quarantine_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self.open(key) as source:
-            atomic.copy_stream(source, target)
+            atomic.copy_stream(source, target, durable=True)
         atomic.write_text(
-            target.with_name(target.name + REASON_SUFFIX), json.dumps(reason, indent=2)
+            target.with_name(target.name + REASON_SUFFIX),
+            json.dumps(reason, indent=2),
+            durable=True,
         )
         return target.as_uri()
 
@@ -258,18 +259,3 @@ def _kind(mode: int) -> str:
 
 def _log_unlistable(error: OSError) -> None:
     log.warning("cannot list %s: %s", printable_key(str(error.filename)), error.strerror)
-
-
-def landing_zone(url: str, s3_client=None) -> LandingZone:
-    """The zone behind a URL: ``file:///path``, a plain path, or ``s3://bucket/prefix``.
-
-    For S3, pass a boto3 S3 client (Airflow code gets one from its AWS connection).
-    """
-    scheme = urlsplit(url).scheme
-    if scheme == "s3":
-        from .s3 import S3LandingZone
-
-        return S3LandingZone(url, s3_client)
-    if scheme in ("", "file"):
-        return LocalLandingZone(urlsplit(url).path if scheme == "file" else url)
-    raise ValueError(f"unsupported landing zone URL {url!r} (use a folder, file:// or s3://)")

@@ -15,15 +15,9 @@ from .errors import (
     UndefinedRecordError,
     UnsupportedVersionError,
 )
-from .reader import (
-    DecodeFacts,
-    iter_tables,
-    read_records,
-    read_tables,
-    record_counts,
-    to_parquet,
-)
+from .scan import DecodeFacts, read_records, record_counts
 from .source import DecompressionLimits
+from .tables import iter_tables, read_tables, to_parquet
 from .writer import StdfWriter
 
 __all__ = [

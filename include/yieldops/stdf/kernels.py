@@ -12,20 +12,36 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .spec import ARRAY, B1, BN, C1, CN, DN, I1, I2, I4, I8, N1, R4, R8, U1, U2, U4, U8, VN
+from .spec import (
+    ALL_HEADS,
+    ARRAY,
+    BN,
+    CN,
+    DN,
+    FIXED_SIZES,
+    HEADER_SIZE,
+    I1,
+    I2,
+    I4,
+    I8,
+    N1,
+    R4,
+    R8,
+    TYPE_CODES,
+    VN,
+    VN_TYPES,
+)
 
 _jit = nb.njit(cache=True, nogil=True)
 
 # Bytes of one element by type code (0: variable length).
 ELEMENT_SIZE = np.zeros(64, dtype=np.int64)
-for _code, _size in ((U1, 1), (U2, 2), (U4, 4), (U8, 8), (I1, 1), (I2, 2), (I4, 4), (I8, 8),
-                     (R4, 4), (R8, 8), (C1, 1), (B1, 1), (N1, 1)):  # fmt: skip
-    ELEMENT_SIZE[_code] = _size
+for _type, _size in FIXED_SIZES.items():
+    ELEMENT_SIZE[TYPE_CODES[_type]] = _size
 # GDR Vn item type byte -> scalar type code (0 pad byte, -1 unknown).
 VN_ITEM_CODE = np.full(256, -1, dtype=np.int64)
-for _vn, _code in ((0, 0), (1, U1), (2, U2), (3, U4), (4, I1), (5, I2), (6, I4), (7, R4), (8, R8),
-                   (10, CN), (11, BN), (12, DN), (13, N1)):  # fmt: skip
-    VN_ITEM_CODE[_vn] = _code
+for _vn, _type in VN_TYPES.items():
+    VN_ITEM_CODE[_vn] = TYPE_CODES.get(_type, 0)  # B0: a pad byte
 
 
 @_jit
@@ -68,12 +84,12 @@ def count_records(buf, start, end, little):
     """Records wholly inside buf[start:end], and where the first partial one starts."""
     n = 0
     p = start
-    while p + 4 <= end:
+    while p + HEADER_SIZE <= end:
         length = np.int64(read_uint(buf, p, 2, little))
-        if p + 4 + length > end:
+        if p + HEADER_SIZE + length > end:
             break
         n += 1
-        p += 4 + length
+        p += HEADER_SIZE + length
     return n, p
 
 
@@ -90,12 +106,12 @@ def scan_records(buf, start, end, little, kind_of, min_length, max_length):
     for i in range(n):
         length = np.int64(read_uint(buf, p, 2, little))
         kind = kind_of[(np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])]
-        offsets[i] = p + 4
+        offsets[i] = p + HEADER_SIZE
         lengths[i] = length
         kinds[i] = kind
         if implausible < 0 and (length < min_length[kind] or length > max_length[kind]):
             implausible = i
-        p += 4 + length
+        p += HEADER_SIZE + length
     return offsets, lengths, kinds, stop, implausible
 
 
@@ -361,7 +377,7 @@ def assign_parts(buf, offsets, kinds, role, head_at, site_at, open_part, open_wa
             counters[0] += 1
         part_of[r] = open_part[key]
         if what == 2:  # PRR
-            wafer_of[r] = open_wafer[head] if open_wafer[head] >= 0 else open_wafer[255]
+            wafer_of[r] = open_wafer[head] if open_wafer[head] >= 0 else open_wafer[ALL_HEADS]
             open_part[key] = -1
     return part_of, wafer_of
 

@@ -46,8 +46,6 @@ class RecordBlock:
         refs = np.array(
             [spec.index(f.count_field) if f.count_field else -1 for f in fields], dtype=np.int64
         )
-        if spec.name == "GDR":  # GEN_DATA's item count is FLD_CNT
-            refs[fields.index(spec.fields[1])] = 0 if self.nfields > 1 else -1
         n = len(offsets)
         self.ival = np.zeros((n, self.nfields), dtype=np.int64)
         self.fval = np.zeros((n, self.nfields), dtype=np.float64)

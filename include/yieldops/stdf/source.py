@@ -20,10 +20,19 @@ from .errors import (
     NotStdfError,
     UnsupportedVersionError,
 )
+from .spec import (
+    CPU_BIG_ENDIAN,
+    CPU_LITTLE_ENDIAN,
+    HEADER_SIZE,
+    MAX_BODY,
+    RECORDS,
+    STDF_VERSION,
+)
 
 Source = str | os.PathLike | BinaryIO
 DEFAULT_CHUNK_SIZE = 8 << 20
-MAX_RECORD = 4 + 0xFFFF  # header plus the largest body a U2 length allows
+MAX_RECORD = HEADER_SIZE + MAX_BODY
+FAR_BYTES = HEADER_SIZE + RECORDS["FAR"].min_length  # what byte_order reads
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZIP2_MAGIC = b"BZh"
 _DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
@@ -144,22 +153,23 @@ class Decompressing:
 
 def byte_order(path: str, head: bytes) -> bool:
     """Check the File Attributes Record and say whether the file is little-endian."""
-    if len(head) < 6 or head[2] != 0 or head[3] != 10:
+    far = RECORDS["FAR"]
+    if len(head) < FAR_BYTES or (head[2], head[3]) != (far.typ, far.sub):
         raise NotStdfError(
             path, "does not start with an STDF File Attributes Record (FAR)", 0, "FAR"
         )
     cpu_type, version = head[4], head[5]
-    if version != 4:
+    if version != STDF_VERSION:
         raise UnsupportedVersionError(
             path, f"STDF version {version}; only V4 is supported", 0, "FAR"
         )
-    if cpu_type not in (1, 2):
+    if cpu_type not in (CPU_BIG_ENDIAN, CPU_LITTLE_ENDIAN):
         raise UnsupportedVersionError(
             path,
             f"FAR CPU_TYPE {cpu_type}; only 1 (big-endian) and 2 (little-endian) are supported",
             0, "FAR",
         )  # fmt: skip
-    return cpu_type == 2
+    return cpu_type == CPU_LITTLE_ENDIAN
 
 
 class ChunkReader:

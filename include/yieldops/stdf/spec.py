@@ -1,11 +1,13 @@
 """STDF V4 record specifications: every record type declared once, as a table.
 
 The reader's compiled decoder, the writer and the tests are all driven by
-``RECORDS``; nothing else in the package spells out a record layout.
+``RECORDS``; nothing else in the package spells out a record layout, the size of
+an STDF type, or what a field's values and flag bits mean (the end of this module).
 
 A field type is an STDF type code (``U1``, ``R4``, ``Cn`` ...) or an array
 ``kxT`` written as ``("k", count_field, T)``: ``count_field`` names the
-earlier field that holds the element count.
+earlier field that holds the element count (GDR's generic data, ``Vn``, its
+count of items).
 """
 
 from __future__ import annotations
@@ -24,23 +26,26 @@ TYPE_CODES: dict[str, int] = {
 FIXED_SIZES: dict[str, int] = {
     "U1": 1, "U2": 2, "U4": 4, "U8": 8, "I1": 1, "I2": 2, "I4": 4, "I8": 8,
     "R4": 4, "R8": 8, "C1": 1, "B1": 1,
+    "N1": 1,  # alone (a GDR item) a nibble takes a byte; kxN1 arrays pack two a byte
 }  # fmt: skip
 # An array field's code is its element code plus ARRAY.
 ARRAY = 32
+HEADER_SIZE = 4  # every record starts with REC_LEN (U2: the body's bytes), REC_TYP, REC_SUB
 MAX_BODY = 0xFFFF  # the largest body a U2 REC_LEN can give
+MAX_STRING = 0xFF  # the most bytes of a Cn or Bn: its count is one byte
 # The most bytes a variable-length value takes: a count byte (Dn: two, of bits) and the data.
-_MAX_VARIABLE_SIZES = {"Cn": 1 + 255, "Bn": 1 + 255, "Dn": 2 + (0xFFFF + 7) // 8}
+_MAX_VARIABLE_SIZES = {"Cn": 1 + MAX_STRING, "Bn": 1 + MAX_STRING, "Dn": 2 + (0xFFFF + 7) // 8}
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
     type: str  # scalar STDF type; for arrays the element type
-    count_field: str | None = None  # set for kxT arrays
+    count_field: str | None = None  # set for kxT arrays, and GDR's Vn: its count of items
 
     @property
     def is_array(self) -> bool:
-        return self.count_field is not None
+        return self.count_field is not None and self.type != "Vn"
 
     @property
     def code(self) -> int:
@@ -80,7 +85,7 @@ class RecordSpec:
         total = 0
         for f in self.fields:
             size = FIXED_SIZES.get(f.type) or _MAX_VARIABLE_SIZES.get(f.type, MAX_BODY)
-            if f.count_field is not None:
+            if f.count_field is not None and f.is_array:
                 count_type = self.fields[self.index(f.count_field)].type
                 count = (1 << (8 * FIXED_SIZES[count_type])) - 1
                 size = (count + 1) // 2 if f.type == "N1" else count * size
@@ -215,7 +220,7 @@ RECORDS: dict[str, RecordSpec] = {
         ),
         _record("BPS", 20, 10, "SEQ_NAME:Cn"),
         _record("EPS", 20, 20, ""),
-        _record("GDR", 50, 10, "FLD_CNT:U2 GEN_DATA:Vn"),
+        _record("GDR", 50, 10, "FLD_CNT:U2 GEN_DATA:kFLD_CNT*Vn"),
         _record("DTR", 50, 30, "TEXT_DAT:Cn"),
     )
 }  # fmt: skip
@@ -247,3 +252,41 @@ VN_TYPES: dict[int, str] = {
     0: "B0", 1: "U1", 2: "U2", 3: "U4", 4: "I1", 5: "I2", 6: "I4", 7: "R4", 8: "R8",
     10: "Cn", 11: "Bn", 12: "Dn", 13: "N1",
 }  # fmt: skip
+
+# -- What some field values mean ------------------------------------------------------------
+
+CPU_BIG_ENDIAN, CPU_LITTLE_ENDIAN = 1, 2  # FAR CPU_TYPE: the byte orders this package knows
+STDF_VERSION = 4  # FAR STDF_VER
+ALL_HEADS = 255  # HEAD_NUM of a record for all heads and sites (summary TSR, HBR, SBR, PCR)
+# Values that say "not given".
+MISSING_U4 = 0xFFFFFFFF  # a U4 count (WRR, PCR, TSR)
+MISSING_SOFT_BIN = 0xFFFF  # PRR SOFT_BIN
+MISSING_COORDINATE = -32768  # PRR X_COORD, Y_COORD (final test: no die position)
+
+# PRR PART_FLG
+PART_FAILED = 0x08  # bit 3: the part failed
+PART_VERDICT_INVALID = 0x10  # bit 4: bit 3 says nothing
+# PTR, MPR, FTR TEST_FLG
+TEST_FAILED = 0x80  # bit 7
+TEST_NO_VERDICT = 0x70  # bits 4, 5, 6: not executed, aborted, no pass/fail indication
+# PTR, MPR PARM_FLG
+PARM_ABOVE_HIGH, PARM_BELOW_LOW = 0x08, 0x10  # bits 3, 4: the result is past that limit
+PARM_LIMITS_INCLUSIVE = 0xC0  # bits 6, 7: a result equal to a limit passes
+# PTR, MPR OPT_FLAG: a set bit says a field is not valid.
+OPT_NO_RES_SCAL = 0x01  # bit 0
+OPT_RESERVED = 0x02  # bit 1: reserved, always set
+OPT_NO_LO_SPEC, OPT_NO_HI_SPEC = 0x04, 0x08  # bits 2, 3
+OPT_NO_LO_LIMIT = 0x50  # bit 4: LO_LIMIT and LLM_SCAL not valid; bit 6: no low limit
+OPT_NO_HI_LIMIT = 0xA0  # bit 5: HI_LIMIT and HLM_SCAL not valid; bit 7: no high limit
+OPT_LIMITS_ONLY = OPT_RESERVED | OPT_NO_LO_SPEC | OPT_NO_HI_SPEC  # scales and limits valid
+FTR_OPT_NOTHING_VALID = 0xFF  # FTR OPT_FLAG: none of its optional counts is valid
+# TSR OPT_FLAG: all statistics valid, or only TEST_TIM (TEST_MIN, TEST_MAX, TST_SUMS and
+# TST_SQRS not).
+TSR_OPT_ALL_VALID, TSR_OPT_ONLY_TIME = 0x00, 0x33
+PIN_FAILED_LOW, PIN_FAILED_HIGH = 5, 6  # MPR RTN_STAT states
+BIN_PASS, BIN_FAIL = "P", "F"  # HBR HBIN_PF, SBR SBIN_PF
+
+# The records of test results, and those of them that are measurements (FTR: pass/fail).
+RESULT_RECORDS = ("PTR", "MPR", "FTR")
+PARAMETRIC_RECORDS = ("PTR", "MPR")
+TSR_TEST_RECORDS = {"P": "PTR", "F": "FTR", "M": "MPR"}  # TSR TEST_TYP: the tests' record

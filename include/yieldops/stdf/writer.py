@@ -6,14 +6,22 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
-from .spec import RECORDS, VN_TYPES, Field
+from .spec import (
+    CPU_BIG_ENDIAN,
+    CPU_LITTLE_ENDIAN,
+    MAX_BODY,
+    MAX_STRING,
+    RECORDS,
+    STDF_VERSION,
+    VN_TYPES,
+    Field,
+)
 
 _STRUCT_CODES = {
     "U1": "B", "U2": "H", "U4": "I", "U8": "Q", "I1": "b", "I2": "h", "I4": "i", "I8": "q",
     "R4": "f", "R8": "d", "B1": "B",
 }  # fmt: skip
 _VN_CODES = {name: code for code, name in VN_TYPES.items()}
-MAX_RECORD_LENGTH = 0xFFFF
 
 
 def _latin1(value: str | bytes) -> bytes:
@@ -23,7 +31,7 @@ def _latin1(value: str | bytes) -> bytes:
 class StdfWriter:
     """Writes records to a binary stream.
 
-    ``byte_order`` is ``"<"`` (FAR CPU_TYPE 2) or ``">"`` (CPU_TYPE 1). The
+    ``byte_order`` is ``"<"`` (little-endian) or ``">"`` (big-endian). The
     FAR is written on construction. Fields are given by name; a record stops
     at its last given field, so optional trailing fields are left out the
     way testers do.
@@ -34,7 +42,8 @@ class StdfWriter:
             raise ValueError("byte_order must be '<' or '>'")
         self.stream = stream
         self.byte_order = byte_order
-        self.write("FAR", CPU_TYPE=2 if byte_order == "<" else 1, STDF_VER=4)
+        cpu_type = CPU_LITTLE_ENDIAN if byte_order == "<" else CPU_BIG_ENDIAN
+        self.write("FAR", CPU_TYPE=cpu_type, STDF_VER=STDF_VERSION)
 
     def write(self, record: str, **values: Any) -> None:
         self.stream.write(self.encode(record, values))
@@ -47,12 +56,12 @@ class StdfWriter:
         given = [i for i, f in enumerate(spec.fields) if f.name in values]
         last = max(given, default=-1)
         body = b"".join(self._field(f, values.get(f.name), values) for f in spec.fields[: last + 1])
-        if len(body) > MAX_RECORD_LENGTH:
+        if len(body) > MAX_BODY:
             raise ValueError(f"{record} body is {len(body)} bytes, over the STDF limit")
         return struct.pack(self.byte_order + "HBB", len(body), spec.typ, spec.sub) + body
 
     def _field(self, field: Field, value: Any, values: Mapping[str, Any]) -> bytes:
-        if field.count_field is not None:  # a kxT array
+        if field.count_field is not None and field.is_array:  # a kxT array
             items = list(value or ())
             count = values.get(field.count_field, 0) or 0
             if len(items) != count:
@@ -67,8 +76,8 @@ class StdfWriter:
     def _scalar(self, stdf_type: str, value: Any) -> bytes:
         if stdf_type == "Cn":
             data = _latin1(value or "")
-            if len(data) > 255:
-                raise ValueError(f"Cn string longer than 255 bytes: {data[:20]!r}...")
+            if len(data) > MAX_STRING:
+                raise ValueError(f"Cn string longer than {MAX_STRING} bytes: {data[:20]!r}...")
             return bytes([len(data)]) + data
         if stdf_type == "C1":
             return _latin1(value or " ")[:1].ljust(1)

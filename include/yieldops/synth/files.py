@@ -11,12 +11,10 @@ way their testers do.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import chain, zip_longest
@@ -25,6 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from .. import atomic
+from ..stdf.spec import (
+    ALL_HEADS,
+    FTR_OPT_NOTHING_VALID,
+    MISSING_COORDINATE,
+    MISSING_U4,
+    OPT_LIMITS_ONLY,
+    PARM_ABOVE_HIGH,
+    PARM_BELOW_LOW,
+    PARM_LIMITS_INCLUSIVE,
+    PART_FAILED,
+    PIN_FAILED_HIGH,
+    PIN_FAILED_LOW,
+    TEST_FAILED,
+    TSR_OPT_ALL_VALID,
+    TSR_OPT_ONLY_TIME,
+)
 from ..stdf.writer import StdfWriter
 from .fab import (
     DEFAULT_DRIFT,
@@ -47,17 +62,6 @@ from .product import (
 from .styles import YO_ATE, TesterStyle, resolve_style
 
 GENERATOR_VERSION = "1"  # MIR EXEC_VER; bump when the same seed starts giving other bytes
-ALL = 255  # HEAD_NUM/SITE_NUM of summary records
-MISSING_U4 = 0xFFFFFFFF  # "not given" for U4 counts
-NO_COORDINATE = -32768  # PRR X_COORD/Y_COORD of a part without one (final test)
-PART_FAILED = 0x08  # PRR PART_FLG bit 3
-TEST_FAILED = 0x80  # PTR/MPR/FTR TEST_FLG bit 7
-LIMITS_INCLUSIVE = 0xC0  # PARM_FLG bits 6, 7: a result equal to a limit passes
-ABOVE_HIGH, BELOW_LOW = 0x08, 0x10  # PARM_FLG bits 3, 4
-LIMITS_VALID = 0x0E  # PTR/MPR OPT_FLAG: scales and limits valid, no spec limits, bit 1 set
-FTR_NOTHING_VALID = 0xFF  # FTR OPT_FLAG: none of the optional counts is valid
-TSR_ALL_VALID, TSR_ONLY_TIME = 0x00, 0x33  # TSR OPT_FLAG
-PIN_FAILED_LOW, PIN_FAILED_HIGH = 5, 6  # MPR RTN_STAT states
 COMPRESSION_SUFFIXES = {None: ".stdf", "gz": ".stdf.gz", "bz2": ".stdf.bz2"}
 # How much of a test a PTR/MPR/FTR says besides its result.
 BARE, NAMED, DESCRIBED = 0, 1, 2  # nothing; TEST_TXT; TEST_TXT, limits and units
@@ -110,7 +114,7 @@ def write_lot(
         data = gzip.compress(data, compresslevel=6, mtime=0)  # mtime 0: same seed, same bytes
     elif path.name.endswith(".bz2"):
         data = bz2.compress(data)
-    _atomic_write(path, data)
+    atomic.write_bytes(path, data, durable=True)
     return path
 
 
@@ -120,21 +124,6 @@ def lot_to_bytes(lot: Lot, byte_order: str = "<", style: TesterStyle = YO_ATE) -
     buffer = io.BytesIO()
     _LotWriter(StdfWriter(buffer, byte_order), lot, style).write()
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a landed file must be readable
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,8 +334,8 @@ class _LotWriter:
             "NUM_TEST": dies.num_tests,
             "HARD_BIN": dies.hard_bin,
             "SOFT_BIN": dies.soft_bin,
-            "X_COORD": dies.x if placed else np.full(dies.n_dies, NO_COORDINATE),
-            "Y_COORD": dies.y if placed else np.full(dies.n_dies, NO_COORDINATE),
+            "X_COORD": dies.x if placed else np.full(dies.n_dies, MISSING_COORDINATE),
+            "Y_COORD": dies.y if placed else np.full(dies.n_dies, MISSING_COORDINATE),
             "TEST_T": dies.test_time_ms,
             "PART_ID": dies.part_id.astype(str),
         }
@@ -400,7 +389,7 @@ class _LotWriter:
             for head, site in self.site_pairs:
                 yield head, site + self.style.first_site, (heads == head) & (sites == site)
         if how in ("lot", "site_and_lot", "failed"):
-            yield ALL, self.style.summary_site, np.ones(len(heads), dtype=bool)
+            yield ALL_HEADS, self.style.summary_site, np.ones(len(heads), dtype=bool)
 
     def _test_summaries(self) -> None:
         """TSRs: executions, failures and, for measured tests, result statistics."""
@@ -494,7 +483,7 @@ def _tsr_statistics(test: AnyTest, measured: np.ndarray) -> dict[str, Any]:
     """The rest of a TSR: test time and, for measured tests, result statistics."""
     has_stats = not isinstance(test, FunctionalTest) and measured.size > 0
     return dict(
-        SEQ_NAME="", TEST_LBL="", OPT_FLAG=TSR_ALL_VALID if has_stats else TSR_ONLY_TIME,
+        SEQ_NAME="", TEST_LBL="", OPT_FLAG=TSR_OPT_ALL_VALID if has_stats else TSR_OPT_ONLY_TIME,
         TEST_TIM=test.time_ms / 1000,
         TEST_MIN=measured.min() if has_stats else 0.0,
         TEST_MAX=measured.max() if has_stats else 0.0,
@@ -561,7 +550,7 @@ def _ftr_encoder(
     # Later FTRs still run up to the array counts: a record ending before a count field
     # is legal STDF but trips common readers (pystdf among them).
     fixed = {
-        "OPT_FLAG": FTR_NOTHING_VALID, "CYCL_CNT": 0, "REL_VADR": 0, "REPT_CNT": 0,
+        "OPT_FLAG": FTR_OPT_NOTHING_VALID, "CYCL_CNT": 0, "REL_VADR": 0, "REPT_CNT": 0,
         "NUM_FAIL": 0, "XFAIL_AD": 0, "YFAIL_AD": 0, "VECT_OFF": 0, "RTN_ICNT": 0, "PGM_ICNT": 0,
     }  # fmt: skip
 
@@ -577,10 +566,10 @@ def _ftr_encoder(
 def _limits(test: LimitedTest) -> dict[str, object]:
     """The optional PTR/MPR fields a tester writes once per test."""
     return {
-        "ALARM_ID": "", "OPT_FLAG": LIMITS_VALID, "RES_SCAL": 0, "LLM_SCAL": 0, "HLM_SCAL": 0,
+        "ALARM_ID": "", "OPT_FLAG": OPT_LIMITS_ONLY, "RES_SCAL": 0, "LLM_SCAL": 0, "HLM_SCAL": 0,
         "LO_LIMIT": test.lo_limit, "HI_LIMIT": test.hi_limit,
     }  # fmt: skip
 
 
 def _parm_flags(below: np.ndarray, above: np.ndarray) -> list[int]:
-    return (LIMITS_INCLUSIVE | below * BELOW_LOW | above * ABOVE_HIGH).tolist()
+    return (PARM_LIMITS_INCLUSIVE | below * PARM_BELOW_LOW | above * PARM_ABOVE_HIGH).tolist()

@@ -15,13 +15,13 @@ subresource-integrity hashes still check them.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import fontawesomefree
 from xstatic.pkg import jquery
+
+from ..atomic import copy_stream
 
 VENDORED = Path(__file__).parent / "vendor"
 FONT_AWESOME = Path(fontawesomefree.__file__).parent / "static" / "fontawesomefree"
@@ -98,7 +98,9 @@ def install(static_dir: Path) -> None:
         target = static_dir / VENDOR / relative
         if not target.is_file() or target.stat().st_size != source.stat().st_size:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_aside_then_rename(source, target)
+            # The API server may be serving the site meanwhile: it never sees half a file.
+            with source.open("rb") as stream:
+                copy_stream(stream, target)
 
 
 def localized(page: str, static_prefix: str) -> str:
@@ -112,10 +114,3 @@ def localized(page: str, static_prefix: str) -> str:
         return f"{static_prefix}/{copy}" if copy else url
 
     return _QUOTED_URL.sub(copy_of, page)
-
-
-def _copy_aside_then_rename(source: Path, target: Path) -> None:
-    """The API server may be serving the site meanwhile: it never sees half a file."""
-    aside = target.with_name(f".{target.name}.{os.getpid()}")
-    shutil.copyfile(source, aside)
-    os.replace(aside, target)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import html
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from great_expectations.data_context import AbstractDataContext
 from great_expectations.data_context.store import ValidationResultsStore
 from great_expectations.data_context.types.resource_identifiers import ValidationResultIdentifier
 
+from ..atomic import write_text
 from . import assets
 from .context import ephemeral_context
 
@@ -119,7 +119,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def _localize(page: Path, docs_dir: Path) -> None:
     static = Path(os.path.relpath(docs_dir / "static", page.parent)).as_posix()
-    _write_text(page, assets.localized(page.read_text(encoding="utf-8"), static))
+    write_text(page, assets.localized(page.read_text(encoding="utf-8"), static))
 
 
 def _page(context: AbstractDataContext, key: ValidationResultIdentifier) -> Path:
@@ -151,7 +151,7 @@ def _write_run_page(
         for key, result in results.items()
     )
     verdict = _verdict(all(r.success for r in results.values()))
-    _write_text(
+    write_text(
         path,
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Validation of {html.escape(subject)}</title>"
@@ -172,12 +172,3 @@ def _verdict(success: bool) -> str:
     if success:
         return '<i class="fas fa-check-circle text-success" aria-hidden="true"></i> passed'
     return '<i class="fas fa-times text-danger" aria-hidden="true"></i> FAILED'
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write aside, then rename: a reader never sees half a page."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as f:
-        f.write(text)
-    os.replace(f.name, path)

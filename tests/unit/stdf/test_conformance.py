@@ -11,8 +11,9 @@ import pytest
 from tests.conftest import pystdf_records, pystdf_stream, sample_params
 
 from yieldops.curated.identity import make_test_id
-from yieldops.stdf.reader import read_records, read_tables
+from yieldops.stdf.scan import read_records
 from yieldops.stdf.spec import RECORDS
+from yieldops.stdf.tables import read_tables
 
 COMPARED = ("PTR", "MPR", "FTR", "PRR")
 

@@ -21,7 +21,8 @@ from yieldops.stdf.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from yieldops.stdf.reader import read_records, read_tables, to_parquet
+from yieldops.stdf.scan import read_records
+from yieldops.stdf.tables import read_tables, to_parquet
 from yieldops.stdf.writer import StdfWriter
 
 

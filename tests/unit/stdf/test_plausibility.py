@@ -11,9 +11,10 @@ from functools import cache
 import pytest
 
 from yieldops.stdf import DecodeFacts, RecordLengthError, StdfError, UndefinedRecordError
-from yieldops.stdf.reader import read_records, read_tables
+from yieldops.stdf.scan import read_records
 from yieldops.stdf.source import MAX_RECORD
 from yieldops.stdf.spec import MAX_BODY, RECORDS
+from yieldops.stdf.tables import read_tables
 from yieldops.stdf.writer import StdfWriter
 from yieldops.synth import DEFAULT_PRODUCT, generate_lot, lot_to_bytes
 

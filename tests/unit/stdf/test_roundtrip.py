@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yieldops.stdf.reader import DecodeFacts, read_records, read_tables, record_counts
+from yieldops.stdf.scan import DecodeFacts, read_records, record_counts
 from yieldops.stdf.spec import RECORDS, Field, RecordSpec
+from yieldops.stdf.tables import read_tables
 from yieldops.stdf.writer import StdfWriter
 
 _INT_RANGES = {

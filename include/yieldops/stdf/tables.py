@@ -1,17 +1,15 @@
-"""Fast STDF V4 reader: a file in, the curated Arrow tables out, in bounded memory.
+"""The curated tables of an STDF file, decoded from its scanned records in bounded memory.
 
-A file is read chunk by chunk into one buffer. Per chunk, one compiled scan
-finds the records, one compiled pass gives every part record its part and
-wafer, and each record type is decoded in bulk by the compiled field decoder
-(``RecordBlock``). The large tables (parts, results) come out per chunk; the
-small ones (lots, wafers, tests, bins) once the whole file has been read.
+Per chunk the scanner gives (``scan``), one compiled pass gives every part record its part
+and wafer, and each record type is decoded in bulk by the compiled field decoder
+(``RecordBlock``). The large tables (parts, results) come out per chunk; the small ones
+(lots, wafers, tests, bins) once the whole file has been read.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,48 +24,35 @@ from ..atomic import staged_dir
 from ..curated.identity import TestIds
 from ..curated.schema import BINS, LOTS, PARTS, RESULTS, STDF_TABLES, TESTS, TIME, WAFERS
 from . import kernels
-from .errors import RecordLengthError, StdfError, TruncatedError, UndefinedRecordError
 from .records import RecordBlock
+from .scan import KIND, KIND_NAMES, Chunk, DecodeFacts, scan_chunks
 from .source import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_LIMITS,
-    ByteStream,
-    ChunkReader,
     DecompressionLimits,
     Digest,
     Source,
-    byte_order,
     open_stdf,
     source_name,
 )
 from .spec import (
-    MAX_BODY,
-    MEMORY_RECORDS,
+    ALL_HEADS,
+    MISSING_COORDINATE,
+    MISSING_SOFT_BIN,
+    MISSING_U4,
+    OPT_NO_HI_LIMIT,
+    OPT_NO_HI_SPEC,
+    OPT_NO_LO_LIMIT,
+    OPT_NO_LO_SPEC,
+    OPT_NO_RES_SCAL,
+    PART_FAILED,
+    PART_VERDICT_INVALID,
     RECORDS,
-    RESERVED_TYPES,
     SKIPPED_WHY,
-    V4_2007_RECORDS,
+    TEST_FAILED,
+    TEST_NO_VERDICT,
+    TSR_TEST_RECORDS,
 )
-
-# Every record type gets a small kind number; 0 is a type STDF does not define.
-_SKIPPED = {**V4_2007_RECORDS, **MEMORY_RECORDS}
-KIND_NAMES: list[str] = ["UNDEFINED", *RECORDS, *_SKIPPED.values(), *RESERVED_TYPES.values()]
-KIND: dict[str, int] = {name: i for i, name in enumerate(KIND_NAMES)}
-UNDEFINED = 0
-_TYPE_OF_KIND = {**{r.name: (r.typ, r.sub) for r in RECORDS.values()},
-                 **{name: key for key, name in _SKIPPED.items()}}  # fmt: skip
-KIND_OF = np.zeros(1 << 16, dtype=np.int16)
-for _typ, _name in RESERVED_TYPES.items():
-    KIND_OF[_typ << 8 : (_typ + 1) << 8] = KIND[_name]
-# The plausible REC_LEN of each kind: what its fields allow. An undefined type has none.
-MIN_LENGTH = np.zeros(len(KIND_NAMES), dtype=np.int64)
-MAX_LENGTH = np.full(len(KIND_NAMES), MAX_BODY, dtype=np.int64)
-MAX_LENGTH[UNDEFINED] = -1
-for _name, (_typ, _sub) in _TYPE_OF_KIND.items():
-    KIND_OF[(_typ << 8) | _sub] = KIND[_name]
-    if _name in RECORDS:
-        MIN_LENGTH[KIND[_name]] = RECORDS[_name].min_length
-        MAX_LENGTH[KIND[_name]] = RECORDS[_name].max_length
 
 # What each record does to the part/wafer state (see kernels.assign_parts).
 _ROLES = {"PIR": 1, "PRR": 2, "PTR": 3, "MPR": 3, "FTR": 3, "WIR": 4, "WRR": 5}
@@ -86,10 +71,6 @@ for _name, _role in _ROLES.items():
 PTR_FIELDS = RECORDS["PTR"].index("RESULT") + 1
 FTR_FIELDS = RECORDS["FTR"].index("TEST_TXT") + 1
 
-# TEST_FLG bits: 0x10 not executed, 0x20 aborted, 0x40 no pass/fail indication, 0x80 failed.
-_NO_VERDICT = 0x70
-_U4_MISSING = 0xFFFFFFFF
-
 
 def _array(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
     mask = None if valid is None or valid.all() else ~valid
@@ -103,11 +84,11 @@ def _times(block: RecordBlock, name: str) -> pa.Array:
 
 def _counts(block: RecordBlock, name: str) -> pa.Array:
     values = block.ints(name)
-    return _array(values, pa.uint32(), block.has(name) & (values != _U4_MISSING))
+    return _array(values, pa.uint32(), block.has(name) & (values != MISSING_U4))
 
 
 def _verdicts(flags: np.ndarray, valid: np.ndarray) -> pa.Array:
-    return pa.array((flags & 0x80) == 0, mask=~valid | ((flags & _NO_VERDICT) != 0))
+    return pa.array((flags & TEST_FAILED) == 0, mask=~valid | ((flags & TEST_NO_VERDICT) != 0))
 
 
 class _FileDecoder:
@@ -134,14 +115,9 @@ class _FileDecoder:
 
     # -- one chunk -------------------------------------------------------------
 
-    def feed(
-        self,
-        buf: np.ndarray,
-        offsets: np.ndarray,
-        lengths: np.ndarray,
-        kinds: np.ndarray,
-        base: int,
-    ) -> tuple[pa.Table, pa.Table]:
+    def feed(self, chunk: Chunk) -> tuple[pa.Table, pa.Table]:
+        """The parts and results of one chunk's records."""
+        buf, offsets, lengths, kinds = chunk.buf, chunk.offsets, chunk.lengths, chunk.kinds
         self.record_counts += np.bincount(kinds, minlength=len(KIND_NAMES))
         part_of, wafer_of = kernels.assign_parts(
             buf,
@@ -243,7 +219,7 @@ class _FileDecoder:
                 pa.table(
                     {
                         "test_num": tsr.column("TEST_NUM"),
-                        "summary": pa.array(tsr.ints("HEAD_NUM") == 255),
+                        "summary": pa.array(tsr.ints("HEAD_NUM") == ALL_HEADS),
                         "tsr_record": tsr.column("TEST_TYP"),
                         "exec_count": _counts(tsr, "EXEC_CNT"),
                         "fail_count": _counts(tsr, "FAIL_CNT"),
@@ -272,13 +248,15 @@ class _FileDecoder:
                 "head": prr.column("HEAD_NUM"),
                 "site": prr.column("SITE_NUM"),
                 "part_id": prr.column("PART_ID"),
-                "x": _array(x, pa.int16(), prr.has("X_COORD") & (x != -32768)),
-                "y": _array(y, pa.int16(), prr.has("Y_COORD") & (y != -32768)),
+                "x": _array(x, pa.int16(), prr.has("X_COORD") & (x != MISSING_COORDINATE)),
+                "y": _array(y, pa.int16(), prr.has("Y_COORD") & (y != MISSING_COORDINATE)),
                 "hard_bin": prr.column("HARD_BIN"),
-                "soft_bin": _array(soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != 0xFFFF)),
-                # PART_FLG 0x08: part failed; 0x10: that bit is not valid.
+                "soft_bin": _array(
+                    soft, pa.uint16(), prr.has("SOFT_BIN") & (soft != MISSING_SOFT_BIN)
+                ),
                 "passed": pa.array(
-                    (flags & 0x08) == 0, mask=~prr.has("PART_FLG") | (flags & 0x10 != 0)
+                    (flags & PART_FAILED) == 0,
+                    mask=~prr.has("PART_FLG") | (flags & PART_VERDICT_INVALID != 0),
                 ),
                 "part_flag": prr.column("PART_FLG"),
                 "num_tests": prr.column("NUM_TEST"),
@@ -519,7 +497,7 @@ class _FileDecoder:
         for values in zip(*columns.values()):
             tsr = dict(zip(columns, values))
             num, name = tsr["test_num"], tsr["tsr_name"] or ""
-            record = _TSR_RECORDS.get(tsr["tsr_record"] or "")
+            record = TSR_TEST_RECORDS.get(tsr["tsr_record"] or "")
             i = row_of.get((record, num, name), row_of.get((num, name), row_of.get((num,), -1)))
             if i < 0:
                 test_id = self.test_ids(record or "TSR", num, name)
@@ -544,7 +522,6 @@ class _FileDecoder:
 
 
 _TSR_COLUMNS = ("sequence", "label", "exec_count", "fail_count", "test_time")
-_TSR_RECORDS = {"P": "PTR", "F": "FTR", "M": "MPR"}  # TSR TEST_TYP: the record of such tests
 
 
 def _name_spans(hot: RecordBlock) -> tuple[np.ndarray, np.ndarray]:
@@ -617,8 +594,7 @@ def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -
         "test_name": names,
     }
     if name != "FTR":
-        # OPT_FLAG: 0x10/0x40 no valid low limit, 0x20/0x80 no valid high limit,
-        # 0x04/0x08 no low/high spec limit, 0x01 RES_SCAL invalid.
+        # Without an OPT_FLAG no limit, spec or scale is known to be valid.
         opt = np.where(full.has("OPT_FLAG"), full.ints("OPT_FLAG"), 0xFF)
 
         def limit(field: str, bits: int) -> pa.Array:
@@ -629,140 +605,17 @@ def _definitions(full: RecordBlock, name: str, ids: pa.Array, names: pa.Array) -
 
         table |= {
             "units": full.column("UNITS"),
-            "lo_limit": limit("LO_LIMIT", 0x50),
-            "hi_limit": limit("HI_LIMIT", 0xA0),
-            "lo_spec": limit("LO_SPEC", 0x04),
-            "hi_spec": limit("HI_SPEC", 0x08),
-            "res_scale": scale("RES_SCAL", 0x01),
-            "llm_scale": scale("LLM_SCAL", 0x50),
-            "hlm_scale": scale("HLM_SCAL", 0xA0),
+            "lo_limit": limit("LO_LIMIT", OPT_NO_LO_LIMIT),
+            "hi_limit": limit("HI_LIMIT", OPT_NO_HI_LIMIT),
+            "lo_spec": limit("LO_SPEC", OPT_NO_LO_SPEC),
+            "hi_spec": limit("HI_SPEC", OPT_NO_HI_SPEC),
+            "res_scale": scale("RES_SCAL", OPT_NO_RES_SCAL),
+            "llm_scale": scale("LLM_SCAL", OPT_NO_LO_LIMIT),
+            "hlm_scale": scale("HLM_SCAL", OPT_NO_HI_LIMIT),
         }
     if name == "MPR":
         table["pins"] = full.column("RTN_INDX")
     return _conform(pa.table(table), TESTS)
-
-
-@dataclass(frozen=True)
-class _Header:
-    """One record's header: where it starts in the stream, its type and REC_LEN."""
-
-    offset: int
-    typ: int
-    sub: int
-    length: int
-
-    @property
-    def kind(self) -> int:
-        return int(KIND_OF[(self.typ << 8) | self.sub])
-
-    @property
-    def name(self) -> str:
-        return KIND_NAMES[self.kind] if self.kind != UNDEFINED else f"{self.typ}/{self.sub}"
-
-    @property
-    def plausible(self) -> bool:
-        return bool(MIN_LENGTH[self.kind] <= self.length <= MAX_LENGTH[self.kind])
-
-    def error(self, path: str, previous: _Header | None) -> StdfError:
-        """Why this record cannot be what its header says."""
-        if self.kind == UNDEFINED:
-            suspect = "" if previous is None else (
-                f"; the previous record, {previous.name} at byte {previous.offset} "
-                f"(REC_LEN {previous.length}), or one before it, has a wrong REC_LEN"
-            )  # fmt: skip
-            return UndefinedRecordError(
-                path,
-                f"undefined record type (REC_TYP {self.typ}, REC_SUB {self.sub}): "
-                f"the reader has lost the record boundaries{suspect}",
-                self.offset,
-            )
-        if self.length < MIN_LENGTH[self.kind]:
-            reason = (
-                f"record length {self.length} cannot hold the required fields of {self.name} "
-                f"({MIN_LENGTH[self.kind]} bytes)"
-            )
-        else:
-            reason = (
-                f"implausible REC_LEN: {self.name} of {self.length} bytes: "
-                f"a {self.name} holds at most {MAX_LENGTH[self.kind]}"
-            )
-        return RecordLengthError(path, reason, self.offset, self.name)
-
-
-def _header_at(buf: np.ndarray, p: int, base: int, little: bool) -> _Header:
-    length = int.from_bytes(bytes(buf[p : p + 2]), "little" if little else "big")
-    return _Header(base + p, int(buf[p + 2]), int(buf[p + 3]), length)
-
-
-@dataclass
-class _Chunk:
-    """The whole records of one buffer fill: body offsets, lengths and kinds."""
-
-    buf: np.ndarray
-    offsets: np.ndarray
-    lengths: np.ndarray
-    kinds: np.ndarray
-    base: int  # stream offset of buf[0]
-    consumed: int  # stream bytes decoded once this chunk is done
-    little: bool
-    implausible: int  # the first record of an undefined type or impossible length; -1: none
-
-    def rows(self, kind: str) -> np.ndarray:
-        return np.flatnonzero(self.kinds == KIND[kind])
-
-    def header(self, i: int) -> _Header:
-        return _header_at(self.buf, int(self.offsets[i]) - 4, self.base, self.little)
-
-    def check(self, path: str, previous: _Header | None) -> None:
-        """Raise on the first record whose type is undefined or whose REC_LEN its type
-        cannot have (``previous``: the last record before this chunk)."""
-        i = self.implausible
-        if i >= 0:
-            raise self.header(i).error(path, self.header(i - 1) if i else previous)
-
-
-@dataclass
-class DecodeFacts:
-    """What decoding a file saw besides its tables; pass one to ``read_tables`` to fill it."""
-
-    records: dict[str, int] = field(default_factory=dict)  # by type
-    last_record: str | None = None  # the type of the file's last record
-    # What was decoded with doubt or skipped (records not decoded, parts without a PRR),
-    # counted: what the tables leave out of the file.
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ends_with_mrr(self) -> bool:
-        """Whether the tester finished the file: an MRR is the last record STDF allows."""
-        return self.last_record == "MRR"
-
-
-def _scan_chunks(
-    path: str, stream: ByteStream, chunk_size: int, digest: Digest | None = None
-) -> Iterator[tuple[bool, _Chunk]]:
-    """Yield (little-endian?, chunk) for each buffer fill, each record of a defined type with
-    a plausible length; raises on a truncated end."""
-    chunks = ChunkReader(stream, path, chunk_size, digest)
-    chunks.fill(0)
-    little = byte_order(path, bytes(chunks.buffer[: min(chunks.end, 6)]))
-    previous = None  # the last record of the chunks before
-    while True:
-        buf = chunks.buffer
-        offsets, lengths, kinds, stop, implausible = kernels.scan_records(
-            buf, 0, chunks.end, little, KIND_OF, MIN_LENGTH, MAX_LENGTH
-        )
-        chunk = _Chunk(
-            buf, offsets, lengths, kinds, chunks.base, chunks.base + stop, little, implausible
-        )
-        chunk.check(path, previous)
-        yield little, chunk
-        if len(kinds):
-            previous = chunk.header(len(kinds) - 1)
-        if chunks.eof:
-            if stop < chunks.end:
-                raise _truncated(path, chunk, stop, chunks.end, previous)
-            return
-        chunks.fill(stop)
 
 
 def iter_tables(
@@ -788,11 +641,9 @@ def iter_tables(
     decoder = None
     last_kind = 0
     with open_stdf(src, limits) as stream:
-        for little, chunk in _scan_chunks(path, stream, chunk_size, digest):
+        for little, chunk in scan_chunks(path, stream, chunk_size, digest):
             decoder = decoder or _FileDecoder(path, little)
-            parts, results = decoder.feed(
-                chunk.buf, chunk.offsets, chunk.lengths, chunk.kinds, chunk.base
-            )
+            parts, results = decoder.feed(chunk)
             yield "parts", parts
             yield "results", results
             if len(chunk.kinds):
@@ -800,61 +651,13 @@ def iter_tables(
             if progress:
                 progress(chunk.consumed)
     if decoder is None:
-        raise RuntimeError(f"{path}: no chunk was scanned")  # _scan_chunks yields one at least
+        raise RuntimeError(f"{path}: no chunk was scanned")  # scan_chunks yields one at least
     yield from decoder.finish().items()
     if facts is not None:
         counts = decoder.record_counts
         facts.records = {KIND_NAMES[k]: int(n) for k, n in enumerate(counts) if n}
         facts.last_record = KIND_NAMES[last_kind]
         facts.warnings = decoder.warnings()
-
-
-def read_records(
-    src: Source, record_types: list[str] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> dict[str, pa.Table]:
-    """Every field of every record of the given types (all decodable types by default).
-
-    One Arrow table per record type present, rows in file order, columns
-    named as in the STDF specification plus ``byte_offset``. Fields a record
-    leaves out are null.
-    """
-    path = source_name(src)
-    wanted = list(RECORDS) if record_types is None else [t.upper() for t in record_types]
-    unknown = set(wanted) - set(RECORDS)
-    if unknown:
-        raise ValueError(f"unknown record types: {sorted(unknown)}")
-    pieces: dict[str, list[pa.Table]] = {name: [] for name in wanted}
-    with open_stdf(src) as stream:
-        for little, chunk in _scan_chunks(path, stream, chunk_size):
-            for name in wanted:
-                rows = chunk.rows(name)
-                if len(rows):
-                    block = RecordBlock(
-                        chunk.buf, chunk.offsets[rows], chunk.lengths[rows], RECORDS[name], little
-                    )
-                    columns = {"byte_offset": pa.array(chunk.base + chunk.offsets[rows] - 4)}
-                    columns |= {f.name: block.column(f.name) for f in RECORDS[name].fields}
-                    pieces[name].append(pa.table(columns))
-    return {name: pa.concat_tables(tables) for name, tables in pieces.items() if tables}
-
-
-def _truncated(
-    path: str, chunk: _Chunk, stop: int, end: int, previous: _Header | None
-) -> StdfError:
-    """The file ends inside the record at ``stop``: cut short, or a record the reader
-    should never have reached (an undefined type or an impossible length: lost boundaries)."""
-    record = None
-    if end - stop >= 4:
-        header = _header_at(chunk.buf, stop, chunk.base, chunk.little)
-        if not header.plausible:
-            return header.error(path, previous)
-        record = header.name
-    return TruncatedError(
-        path,
-        f"file ends inside a record ({end - stop} of its bytes present)",
-        chunk.base + stop,
-        record,
-    )
 
 
 def read_tables(
@@ -900,13 +703,3 @@ def to_parquet(
             for writer in writers.values():
                 writer.close()
     return {name: dest / f"{name}.parquet" for name in writers}
-
-
-def record_counts(src: Source, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, int]:
-    """How many records of each type the file holds (skipped ones too: PSR, IMAGE, ...)."""
-    path = source_name(src)
-    totals = np.zeros(len(KIND_NAMES), dtype=np.int64)
-    with open_stdf(src) as stream:
-        for _, chunk in _scan_chunks(path, stream, chunk_size):
-            totals += np.bincount(chunk.kinds, minlength=len(KIND_NAMES))
-    return {KIND_NAMES[k]: int(n) for k, n in enumerate(totals) if n}
