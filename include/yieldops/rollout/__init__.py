@@ -1,6 +1,7 @@
 """Rollout of a challenger (no Airflow here): strategies as steps (``plan``), deployment
 targets (``targets``), the gateway admin client (``gateway``), a step's prediction-log
-window and its statistical judgement (``window``, ``analysis``), the offline check on a
+window and its statistical judgement (``window``, ``analysis``) by thresholds declared once
+(``thresholds``), the offline check on a
 target's data (``offline``), the audit log (``audit``), the model version a rollout names
 checked against the registry (``versions``) and the Rollouts page (``overview``).
 
