@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yieldops.rollout.analysis import Thresholds
 from yieldops.rollout.audit import AuditLog, RolloutRef
 from yieldops.rollout.gateway import GatewayError, GatewayNotConfigured
 from yieldops.rollout.overview import STEP_HEADERS, overview, render_html
 from yieldops.rollout.targets import Target
+from yieldops.rollout.thresholds import Thresholds
 from yieldops.rollout.window import StepWindow, judge_window
 
 T0 = pd.Timestamp("2026-11-26T12:00:00Z").to_pydatetime()
