@@ -7,27 +7,13 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from yieldops_airflow.landing import pending_keys
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.triggers import (
     GIVE_WAY_CHECK_SECONDS,
     NewStdfFilesTrigger,
     StepSamplesTrigger,
 )
-
-MAX_KEYS_IN_EVENT = 100
-
-
-def pending_keys() -> list[str]:
-    """Keys of landed files the ledger has not finished (new, changed, failed or stale)."""
-    from yieldops.landing.claims import pending_files
-    from yieldops_airflow.hooks import LandingZoneHook
-    from yieldops_airflow.runtime import open_ledger, runtime_settings
-
-    settings = runtime_settings()
-    with open_ledger(settings) as ledger:
-        return [f.key for f in pending_files(LandingZoneHook(settings).get_conn(), ledger)][
-            :MAX_KEYS_IN_EVENT
-        ]
 
 
 def waiting_files_text() -> str:
