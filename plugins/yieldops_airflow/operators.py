@@ -8,7 +8,9 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from yieldops_airflow import rollout as steps
+from yieldops.rollout import orchestrator
+from yieldops.rollout.plan import RolloutPlan, RoutedStep
+from yieldops_airflow.rollout import rollout_services
 from yieldops_airflow.sensors import step_trigger
 
 
@@ -29,25 +31,24 @@ class AnalyseStepOperator(BaseOperator):
         self.step = step
 
     def execute(self, context, event: dict | None = None) -> dict:
-        verdict = steps.analyse_step(self.rollout, self.step)
+        plan, step = RolloutPlan.from_dict(self.rollout), RoutedStep.from_dict(self.step)
+        with rollout_services() as services:
+            judged = orchestrator.judge_step(plan, step, services)
         decided_at = time.monotonic()
-        outcome = verdict["verdict"]
+        for check in judged.verdict.checks:
+            self.log.info("%s: %s: %s", check.name, check.verdict.value, check.reason)
+        outcome, reason = judged.verdict.verdict.value, judged.verdict.summary
         if outcome == "pass":
-            return verdict
-        elapsed = steps.elapsed_seconds(self.step)
-        if outcome == "inconclusive" and elapsed < self.rollout["max_step_seconds"]:
-            self.log.info(
-                "inconclusive after %.0f s: waiting longer (%s)", elapsed, verdict["summary"]
-            )
+            return judged.to_dict()
+        elapsed, limit = step.elapsed_seconds(), plan.timing.max_step_seconds
+        if outcome == "inconclusive" and elapsed < limit:
+            self.log.info("inconclusive after %.0f s: waiting longer (%s)", elapsed, reason)
             self.defer(
-                trigger=step_trigger(
-                    self.rollout, self.step, elapsed + self.rollout["step_seconds"]
-                ),
+                trigger=step_trigger(plan, step, elapsed + plan.timing.step_seconds),
                 method_name="execute",
             )
-        reason = verdict["summary"]
         if outcome == "inconclusive":
-            limit = self.rollout["max_step_seconds"]
             reason = f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
-        steps.roll_back_now(self.rollout, self.step, verdict, reason, decided_at)
+        with rollout_services() as services:
+            orchestrator.roll_back_step(plan, step, judged, reason, decided_at, services)
         raise AirflowFailException(reason)

@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from yieldops.rollout.plan import RolloutPlan, RoutedStep
 from yieldops_airflow.landing import pending_keys
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.triggers import (
@@ -88,17 +89,19 @@ class RolloutStepSensor(BaseSensorOperator):
         self.step = step
 
     def execute(self, context) -> Any:
+        plan = RolloutPlan.from_dict(self.rollout)
         self.defer(
-            trigger=step_trigger(self.rollout, self.step, self.rollout["step_seconds"]),
+            trigger=step_trigger(plan, RoutedStep.from_dict(self.step), plan.timing.step_seconds),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context, event: dict | None = None) -> dict:
         event = event or {}
+        step = RoutedStep.from_dict(self.step)
         self.log.info(
             "%s/%s: %s requests per version after %.0f s%s",
-            self.step["target"],
-            self.step["name"],
+            step.target,
+            step.name,
             event.get("requests"),
             event.get("elapsed", 0),
             "" if event.get("enough") else " (fewer than wanted: the time limit came first)",
@@ -106,15 +109,15 @@ class RolloutStepSensor(BaseSensorOperator):
         return event
 
 
-def step_trigger(rollout: dict, step: dict, min_seconds: float) -> StepSamplesTrigger:
+def step_trigger(plan: RolloutPlan, step: RoutedStep, min_seconds: float) -> StepSamplesTrigger:
     """Wait from the step's start until ``min_seconds`` and enough samples, or its limit."""
     return StepSamplesTrigger(
-        log_url=step["log_url"],
-        champion=rollout["champion"],
-        challenger=rollout["version"],
-        since=step["since"],
-        min_requests=rollout["thresholds"]["min_samples"],
+        log_url=step.log_url,
+        champion=plan.compared_champion,
+        challenger=plan.version,
+        since=step.since.isoformat(),
+        min_requests=plan.thresholds.min_samples,
         min_seconds=min_seconds,
-        max_seconds=rollout["max_step_seconds"],
-        poll_seconds=rollout["poll_seconds"],
+        max_seconds=plan.timing.max_step_seconds,
+        poll_seconds=plan.timing.poll_seconds,
     )
