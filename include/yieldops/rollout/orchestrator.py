@@ -350,7 +350,11 @@ def describe_routing(routing: Mapping[str, Any]) -> str:
 def _record(
     plan: RolloutPlan, services: RolloutServices, event: str, summary: str, **columns: Any
 ) -> None:
-    ref = RolloutRef(
+    services.audit.record(rollout_ref(plan), event, summary, **columns)
+
+
+def rollout_ref(plan: RolloutPlan) -> RolloutRef:
+    """Which rollout the plan's audit records belong to."""
+    return RolloutRef(
         plan.model, plan.version, plan.champion, plan.dag_id, plan.run_id, plan.triggered_by
     )
-    services.audit.record(ref, event, summary, **columns)
