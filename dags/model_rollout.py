@@ -60,7 +60,8 @@ target, in order; a target starts only after the previous one passed):
 
 A plan that cannot be (a model or version MLflow does not have, a step this
 deployment does not offer) fails at once, without retry, and the run note says what
-exists. Then **approve** (only when `require_approval`), and **promote**: every
+exists; a threshold of the wrong type, out of its range or unknown is refused when the
+run is triggered. Then **approve** (only when `require_approval`), and **promote**: every
 target serves the new version as champion (the old one stays loaded) and the
 MLflow alias `champion` moves; ex-champions keep `champion.since/until` tags.
 **rollback** runs after any failure: every target back to the champion, the
