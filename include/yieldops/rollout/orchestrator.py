@@ -95,22 +95,13 @@ def plan_rollout(
     """The plan from the challenger asset event's extra (``model``, ``version``,
     ``product``), else from the trigger ``form``. ValueError (UnknownVersion for a model or
     version the registry lacks) says why a plan cannot be."""
-    from ..training import registry
-    from .versions import chosen_version
-
     model = event.get("model") or form["model"]
     if not model:
         raise ValueError("no model chosen: pick one of the form's models")
     product_name = event.get("product") or product_of_model(model)
     services.use_registry()
-    requested = event.get("version") or form.get("version")
-    version = chosen_version(model, int(requested) if requested else None)
-    champion = registry.alias_version(model, registry.CHAMPION)
     strategy = form["strategy"]
-    if champion == version:
-        raise ValueError(f"{model} v{version} is already the champion")
-    if strategy == "restore" and not registry.served_before(model, version):
-        raise ValueError(f"{model} v{version} never served: restore only earlier champions")
+    version, champion = _versions(model, event.get("version") or form.get("version"), strategy)
     thresholds = Thresholds().with_overrides(
         {**(form.get("thresholds") or {}), "min_samples": form["min_samples"]}
     )
@@ -129,6 +120,7 @@ def plan_rollout(
         strategy=strategy,
         steps=tuple(steps),
         targets=tuple(targets),
+        # the step limit is never shorter than a step
         timing=StepTiming(
             form["step_seconds"],
             max(form["max_step_seconds"], form["step_seconds"]),
@@ -146,30 +138,30 @@ def plan_rollout(
     return plan
 
 
+def _versions(model: str, requested: Any, strategy: str) -> tuple[int, int | None]:
+    """The version to roll out (``requested``, else the challenger) and the champion now."""
+    from ..training import registry
+    from .versions import chosen_version
+
+    version = chosen_version(model, int(requested) if requested else None)
+    champion = registry.alias_version(model, registry.CHAMPION)
+    if champion == version:
+        raise ValueError(f"{model} v{version} is already the champion")
+    if strategy == "restore" and not registry.served_before(model, version):
+        raise ValueError(f"{model} v{version} never served: restore only earlier champions")
+    return version, champion
+
+
 # -- a target's checks and steps -------------------------------------------------------------
 
 
 def check_offline(plan: RolloutPlan, target_name: str, services: RolloutServices) -> dict:
     """The challenger on the target's recent curated lots, judged by the product's gate;
-    RolloutStopped when it fails (a model that cannot score them fails too)."""
-    from ..training import registry
-    from .offline import NoRecentData, offline_check
-
+    RolloutStopped when it fails."""
     if not plan.offline_check:
         _record(plan, services, "offline_check", "offline check off (param)", target=target_name)
         return {"passed": None, "reasons": ["off by param"]}
-    target = next(t for t in load_targets() if t.name == target_name)
-    services.use_registry()
-    challenger = registry.load_version(plan.model, plan.version)
-    baseline = registry.load_version(plan.model, plan.champion) if plan.champion else None
-    config = product(plan.product)
-    try:
-        result = offline_check(services.curated_dir, config, target, challenger, baseline)
-    except NoRecentData as exc:
-        result = {"passed": False, "reasons": [str(exc)], "lots": []}
-    except Exception as exc:  # a model that cannot score curated dies must not take traffic
-        reason = f"the model could not score the recent lots: {type(exc).__name__}: {exc}"
-        result = {"passed": False, "reasons": [reason[:1000]], "lots": []}
+    result = _offline_result(plan, target_name, services)
     verdict = "pass" if result["passed"] else "fail"
     summary = f"offline check on lots {', '.join(result['lots'])}: {verdict}; " + "; ".join(
         result["reasons"]
@@ -179,6 +171,27 @@ def check_offline(plan: RolloutPlan, target_name: str, services: RolloutServices
     if not result["passed"]:
         raise RolloutStopped(f"{target_name}: {summary}")
     return result
+
+
+def _offline_result(plan: RolloutPlan, target_name: str, services: RolloutServices) -> dict:
+    """The gate's result on the target's recent lots; no lots, or a model that cannot score
+    them, fails it."""
+    from ..training import registry
+    from .offline import NoRecentData, offline_check
+
+    target = next(t for t in load_targets() if t.name == target_name)
+    services.use_registry()
+    challenger = registry.load_version(plan.model, plan.version)
+    baseline = registry.load_version(plan.model, plan.champion) if plan.champion else None
+    try:
+        return offline_check(
+            services.curated_dir, product(plan.product), target, challenger, baseline
+        )
+    except NoRecentData as exc:
+        return {"passed": False, "reasons": [str(exc)], "lots": []}
+    except Exception as exc:  # a model that cannot score curated dies must not take traffic
+        reason = f"the model could not score the recent lots: {type(exc).__name__}: {exc}"
+        return {"passed": False, "reasons": [reason[:1000]], "lots": []}
 
 
 def route_step(
