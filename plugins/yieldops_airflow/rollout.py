@@ -71,23 +71,14 @@ def plan_target(rollout: dict, target_name: str, step_groups: list[str]) -> str:
     from airflow.sdk.exceptions import DownstreamTasksSkipped
 
     planned = RolloutPlan.from_dict(rollout)
-    unplanned = [
-        task_id
-        for part in planned.unplanned(target_name, step_groups)
-        for task_id in _task_ids(target_name, part)
-    ]
+    unplanned = [f"{target_name}.offline_check"] if planned.skips_offline_check(target_name) else []
+    for group in planned.unplanned_steps(target_name, step_groups):
+        unplanned += [f"{target_name}.{group}.{task}" for task in STEP_TASKS]
     summary = planned.path_of(target_name)
     if unplanned:
         log.info("%s: skipping %d unplanned tasks", summary, len(unplanned))
         raise DownstreamTasksSkipped(tasks=unplanned)
     return summary
-
-
-def _task_ids(target_name: str, part: str) -> list[str]:
-    """The tasks of one part of a target's group: its offline check, or a step group."""
-    if part == "offline_check":
-        return [f"{target_name}.offline_check"]
-    return [f"{target_name}.{part}.{task}" for task in STEP_TASKS]
 
 
 def offline_check(rollout: dict, target_name: str) -> dict:

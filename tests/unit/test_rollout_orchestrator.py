@@ -174,8 +174,10 @@ def test_the_first_model_has_no_step_and_a_restore_none(services):
 
 def test_a_target_outside_the_plan_skips_its_offline_check_and_every_step(services):
     planned = plan(services)
-    assert planned.unplanned(TARGET, OFFERED) == ["canary-50", "canary-100", "switch"]
-    assert planned.unplanned("adc-local", OFFERED) == ["offline_check", *OFFERED]
+    assert planned.unplanned_steps(TARGET, OFFERED) == ["canary-50", "canary-100", "switch"]
+    assert planned.unplanned_steps("adc-local", OFFERED) == OFFERED
+    assert planned.skips_offline_check("adc-local") and not planned.skips_offline_check(TARGET)
+    assert replace(planned, strategy="restore").skips_offline_check(TARGET)
     assert planned.path_of(TARGET) == "canary: shadow -> canary-5 -> canary-25"
     assert planned.path_of("adc-local") == f"adc-local is not a target of {MODEL}"
 

@@ -145,14 +145,15 @@ class RolloutPlan:
             return self.path()
         return f"{target_name} is not a target of {self.model}"
 
-    def unplanned(self, target_name: str, offered_steps: Sequence[str]) -> list[str]:
-        """What of a target's path this plan does not take: every step offered but not
-        planned (all of them for a target not in the plan), and ``offline_check`` for such a
-        target or a restore."""
-        taking_part = target_name in self.targets
-        skipped = [] if taking_part and self.strategy != "restore" else ["offline_check"]
-        planned = self.step_names if taking_part else []
-        return skipped + [name for name in offered_steps if name not in planned]
+    def skips_offline_check(self, target_name: str) -> bool:
+        """A target not in the plan, and every target of a restore, skip the check."""
+        return target_name not in self.targets or self.strategy == "restore"
+
+    def unplanned_steps(self, target_name: str, offered_steps: Sequence[str]) -> list[str]:
+        """The steps offered that the plan does not take on the target (all of them for a
+        target not in the plan)."""
+        planned = self.step_names if target_name in self.targets else []
+        return [name for name in offered_steps if name not in planned]
 
     def to_dict(self) -> dict[str, Any]:
         return {
