@@ -32,14 +32,26 @@ class AnalyseStepOperator(BaseOperator):
 
     def execute(self, context, event: dict | None = None) -> dict:
         plan, step = RolloutPlan.from_dict(self.rollout), RoutedStep.from_dict(self.step)
+        # One audit log and gateway lookup for the judgement and an immediate rollback.
         with rollout_services() as services:
             judged = orchestrator.judge_step(plan, step, services)
-        decided_at = time.monotonic()
+            decided_at = time.monotonic()
+            reason = self.failure(plan, step, judged)
+            if reason is None:
+                return judged.to_dict()
+            orchestrator.roll_back_step(plan, step, judged, reason, decided_at, services)
+        raise AirflowFailException(reason)
+
+    def failure(
+        self, plan: RolloutPlan, step: RoutedStep, judged: orchestrator.StepJudgement
+    ) -> str | None:
+        """Why the step failed; None when it passed. Defers while an inconclusive step has
+        time left."""
         for check in judged.verdict.checks:
             self.log.info("%s: %s: %s", check.name, check.verdict.value, check.reason)
         outcome, reason = judged.verdict.verdict.value, judged.verdict.summary
         if outcome == "pass":
-            return judged.to_dict()
+            return None
         elapsed, limit = step.elapsed_seconds(), plan.timing.max_step_seconds
         if outcome == "inconclusive" and elapsed < limit:
             self.log.info("inconclusive after %.0f s: waiting longer (%s)", elapsed, reason)
@@ -48,7 +60,5 @@ class AnalyseStepOperator(BaseOperator):
                 method_name="execute",
             )
         if outcome == "inconclusive":
-            reason = f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
-        with rollout_services() as services:
-            orchestrator.roll_back_step(plan, step, judged, reason, decided_at, services)
-        raise AirflowFailException(reason)
+            return f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
+        return reason
