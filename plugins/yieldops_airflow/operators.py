@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from yieldops.rollout import orchestrator
+from yieldops.rollout import flow
 from yieldops.rollout.plan import RolloutPlan, RoutedStep
 from yieldops_airflow.rollout import rollout_services
 from yieldops_airflow.sensors import step_trigger
@@ -34,16 +34,16 @@ class AnalyseStepOperator(BaseOperator):
         plan, step = RolloutPlan.from_dict(self.rollout), RoutedStep.from_dict(self.step)
         # One audit log and gateway lookup for the judgement and an immediate rollback.
         with rollout_services() as services:
-            judged = orchestrator.judge_step(plan, step, services)
+            judged = flow.judge_step(plan, step, services)
             decided_at = time.monotonic()
             reason = self.failure(plan, step, judged)
             if reason is None:
                 return judged.to_dict()
-            orchestrator.roll_back_step(plan, step, judged, reason, decided_at, services)
+            flow.roll_back_step(plan, step, judged, reason, decided_at, services)
         raise AirflowFailException(reason)
 
     def failure(
-        self, plan: RolloutPlan, step: RoutedStep, judged: orchestrator.StepJudgement
+        self, plan: RolloutPlan, step: RoutedStep, judged: flow.StepJudgement
     ) -> str | None:
         """Why the step failed; None when it passed. Defers while an inconclusive step has
         time left."""

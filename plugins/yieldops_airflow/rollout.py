@@ -1,4 +1,4 @@
-"""The task bodies of ``model_rollout``: Airflow context in, ``yieldops.rollout.orchestrator``
+"""The task bodies of ``model_rollout``: Airflow context in, ``yieldops.rollout.flow``
 calls out, the plan and each routed step handed on as XCom dicts (``to_dict``/``from_dict``).
 Gateways come from their connections, the registry from the configured MLflow store."""
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk.exceptions import AirflowFailException
 
 from yieldops.names import model_of_challenger_asset
-from yieldops.rollout import orchestrator
+from yieldops.rollout import flow
 from yieldops.rollout.plan import RolloutPlan, RunOrigin
 from yieldops_airflow.hooks import GatewayHook, MlflowStoreHook
 from yieldops_airflow.notes import set_run_note
@@ -35,7 +35,7 @@ def plan(params: dict, triggering_asset_events, dag_run, offered_steps: list[str
     origin = RunOrigin(DAG_ID, dag_run.run_id, _triggered_by(dag_run, event))
     try:
         with rollout_services() as services:
-            planned = orchestrator.plan_rollout(params, event, offered_steps, origin, services)
+            planned = flow.plan_rollout(params, event, offered_steps, origin, services)
     except (ValueError, UnknownVersion) as exc:
         set_run_note(DAG_ID, dag_run.run_id, f"Not rolled out: {exc}")
         raise AirflowFailException(str(exc)) from exc
@@ -85,15 +85,15 @@ def offline_check(rollout: dict, target_name: str) -> dict:
     planned = RolloutPlan.from_dict(rollout)
     try:
         with rollout_services() as services:
-            return orchestrator.check_offline(planned, target_name, services)
-    except orchestrator.RolloutStopped as exc:
+            return flow.check_offline(planned, target_name, services)
+    except flow.RolloutStopped as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
 def set_routing(rollout: dict, target_name: str, step_name: str) -> dict:
     planned = RolloutPlan.from_dict(rollout)
     with rollout_services() as services:
-        return orchestrator.route_step(planned, target_name, step_name, services).to_dict()
+        return flow.route_step(planned, target_name, step_name, services).to_dict()
 
 
 def approval_required(rollout: dict) -> bool:
@@ -105,7 +105,7 @@ def promote(rollout: dict) -> dict:
     planned = RolloutPlan.from_dict(rollout)
     try:
         with rollout_services() as services:
-            promotion = orchestrator.promote(planned, services)
+            promotion = flow.promote(planned, services)
     except Exception as exc:
         log.exception("promotion failed: rolling back")
         rollback(rollout, [f"promote ({type(exc).__name__}: {exc})"])
@@ -124,7 +124,7 @@ def rollback(rollout: dict | None, failed_tasks: list[str]) -> dict:
         return {"rolled_back": []}
     planned = RolloutPlan.from_dict(rollout)
     with rollout_services() as services:
-        done = orchestrator.roll_back(planned, failed_tasks, services)
+        done = flow.roll_back(planned, failed_tasks, services)
     YieldopsNotifier().send(
         f"model_rollout: {planned.model} v{planned.version} rolled back",
         {"run_id": planned.run_id, "reason": done.reason, "targets": done.restored,
@@ -146,7 +146,7 @@ def gateway_for(target_name: str) -> tuple[GatewayClient, str]:
 
 
 @contextmanager
-def rollout_services() -> Iterator[orchestrator.RolloutServices]:
+def rollout_services() -> Iterator[flow.RolloutServices]:
     """Gateways from their connections, the configured audit log and MLflow store; the
     audit log's connections closed when the task's work is done."""
     from yieldops.rollout.audit import AuditLog
@@ -154,7 +154,7 @@ def rollout_services() -> Iterator[orchestrator.RolloutServices]:
     settings = runtime_settings()
     audit = AuditLog(settings.rollout_db_url)
     try:
-        yield orchestrator.RolloutServices(
+        yield flow.RolloutServices(
             gateway_for, audit, settings.curated_dir, MlflowStoreHook(settings).use
         )
     finally:

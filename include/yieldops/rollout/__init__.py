@@ -1,5 +1,5 @@
 """Rollout of a challenger (no Airflow here): the run itself, plan to promotion or rollback
-(``orchestrator``); strategies as steps and a run's plan (``plan``), deployment targets
+(``flow``); strategies as steps and a run's plan (``plan``), deployment targets
 (``targets``), the gateway admin client (``gateway``), a step's prediction-log window and
 its statistical judgement (``window``, ``analysis``) by thresholds declared once
 (``thresholds``), the offline check on a target's data (``offline``), the audit log

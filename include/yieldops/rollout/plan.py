@@ -9,7 +9,7 @@
 
 A run's :class:`RolloutPlan` (which version goes where, by which steps, judged how) and
 each :class:`RoutedStep` travel between the tasks of ``model_rollout`` as JSON
-(``to_dict``/``from_dict``); ``yieldops.rollout.orchestrator`` acts on them.
+(``to_dict``/``from_dict``); ``yieldops.rollout.flow`` acts on them.
 
 A step has one name everywhere: the task group of ``model_rollout``'s grid, the audit log
 and the Rollouts page (``shadow``, ``canary-25``, ``switch``).

@@ -1,5 +1,5 @@
-"""The rollout orchestrator without Airflow: a real MLflow registry (SQLite under tmp), a
-real gateway on loopback serving two small models, a real audit log.
+"""The rollout's steps (yieldops.rollout.flow) without Airflow: a real MLflow registry
+(SQLite under tmp), a real gateway on loopback serving two small models, a real audit log.
 
 The gateway serves ``yield-YO-28NM-PMIC`` for the shipped target ``pmic-local``; every test
 starts from champion v1 alone, as a fresh registry does."""
@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from tests.integration.conftest import free_port, serve_gateway
 
-from yieldops.rollout import orchestrator
+from yieldops.rollout import flow
 from yieldops.rollout.audit import AuditLog
 from yieldops.rollout.gateway import GatewayClient
 from yieldops.rollout.plan import RolloutPlan, RoutedStep, RunOrigin, offered_steps
@@ -27,9 +27,9 @@ from yieldops.training import registry
 
 MODEL = "yield-YO-28NM-PMIC"
 TARGET = "pmic-local"
-TOKEN = "orchestrator-test-token"  # a throwaway token of a gateway on loopback, not a secret
+TOKEN = "rollout-flow-test-token"  # a throwaway token of a gateway on loopback, not a secret
 OFFERED = offered_steps([5, 25, 50, 100])
-ORIGIN = RunOrigin("model_rollout", "manual__orchestrator", "manual run by tester")
+ORIGIN = RunOrigin("model_rollout", "manual__rollout_flow", "manual run by tester")
 FORM = {
     "model": MODEL,
     "version": None,
@@ -103,7 +103,7 @@ def store(tmp_path, monkeypatch) -> str:
 def services(gateway, store, tmp_path):
     audit = AuditLog(f"sqlite:///{tmp_path / 'rollout.db'}")
     log_url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    yield orchestrator.RolloutServices(
+    yield flow.RolloutServices(
         gateway=lambda target: (gateway, log_url),
         audit=audit,
         curated_dir=tmp_path / "curated",
@@ -113,7 +113,7 @@ def services(gateway, store, tmp_path):
 
 
 def plan(services, form=None, event=None) -> RolloutPlan:
-    return orchestrator.plan_rollout(form or FORM, event or {}, OFFERED, ORIGIN, services)
+    return flow.plan_rollout(form or FORM, event or {}, OFFERED, ORIGIN, services)
 
 
 def events(services) -> list[tuple[str | None, str]]:
@@ -187,7 +187,7 @@ def test_a_target_outside_the_plan_skips_its_offline_check_and_every_step(servic
 
 def test_a_routed_step_changes_the_gateway_is_audited_and_travels_as_json(services, gateway):
     planned = plan(services)
-    step = orchestrator.route_step(planned, TARGET, "canary-5", services)
+    step = flow.route_step(planned, TARGET, "canary-5", services)
     now = gateway.routing()
     assert (now["mode"], now["weight"], now["challenger"]) == ("canary", 5, 2)
     assert (step.target, step.name, step.check_agreement) == (TARGET, "canary-5", False)
@@ -199,16 +199,16 @@ def test_a_routed_step_changes_the_gateway_is_audited_and_travels_as_json(servic
 
 
 def test_the_offline_check_off_by_param_is_audited(services):
-    result = orchestrator.check_offline(plan(services), TARGET, services)
+    result = flow.check_offline(plan(services), TARGET, services)
     assert result == {"passed": None, "reasons": ["off by param"]}
     assert events(services) == [(TARGET, "offline_check")]
 
 
 def test_a_failed_step_goes_back_to_the_champion_at_once(services, gateway):
     planned = plan(services)
-    step = orchestrator.route_step(planned, TARGET, "shadow", services)
-    verdict = orchestrator.StepJudgement(_failed_verdict(), 3.0)
-    details = orchestrator.roll_back_step(
+    step = flow.route_step(planned, TARGET, "shadow", services)
+    verdict = flow.StepJudgement(_failed_verdict(), 3.0)
+    details = flow.roll_back_step(
         planned, step, verdict, "fail (agreement)", time.monotonic(), services
     )
     assert gateway.routing()["mode"] == "off" and details["routing"]["champion"] == 1
@@ -229,8 +229,8 @@ def _failed_verdict():
 
 def test_promotion_serves_the_new_champion_everywhere_then_moves_the_alias(services, gateway):
     planned = plan(services)
-    orchestrator.route_step(planned, TARGET, "shadow", services)
-    promotion = orchestrator.promote(planned, services)
+    flow.route_step(planned, TARGET, "shadow", services)
+    promotion = flow.promote(planned, services)
     now = gateway.routing()
     assert (now["champion"], now["challenger"], now["mode"]) == (2, None, "off")
     assert registry.alias_version(MODEL, registry.CHAMPION) == 2
@@ -246,12 +246,12 @@ def test_a_rollback_restores_the_champion_and_rejects_the_version_with_the_faili
     from mlflow import MlflowClient
 
     planned = plan(services)
-    step = orchestrator.route_step(planned, TARGET, "shadow", services)
-    verdict = orchestrator.StepJudgement(_failed_verdict(), 3.0)
+    step = flow.route_step(planned, TARGET, "shadow", services)
+    verdict = flow.StepJudgement(_failed_verdict(), 3.0)
     summary = verdict.verdict.summary
-    services.audit.record(orchestrator.rollout_ref(planned), "verdict", summary, target=TARGET,
+    services.audit.record(flow.rollout_ref(planned), "verdict", summary, target=TARGET,
                           step=step.name, verdict="fail", details=verdict.to_dict())  # fmt: skip
-    done = orchestrator.roll_back(planned, ["pmic-local.shadow.analyse"], services)
+    done = flow.roll_back(planned, ["pmic-local.shadow.analyse"], services)
     assert done.restored == [TARGET]
     assert gateway.routing()["mode"] == "off" and gateway.routing()["champion"] == 1
     assert done.reason == "pmic-local/shadow: fail (fail: agreement)"
@@ -264,8 +264,8 @@ def test_a_rollback_restores_the_champion_and_rejects_the_version_with_the_faili
 
 def test_a_rollback_after_a_failed_promotion_gives_the_alias_back(services, gateway):
     planned = plan(services)
-    orchestrator.promote(planned, services)
-    done = orchestrator.roll_back(planned, ["promote"], services)
+    flow.promote(planned, services)
+    done = flow.roll_back(planned, ["promote"], services)
     assert registry.alias_version(MODEL, registry.CHAMPION) == 1
     assert gateway.routing()["champion"] == 1
     # no failing verdict recorded: the failed tasks are the reason
@@ -276,9 +276,9 @@ def test_a_restore_changes_only_what_the_rollout_changed_and_survives_a_dead_gat
     services, gateway
 ):
     planned = plan(services)
-    assert not orchestrator.restore(planned, TARGET, services)  # untouched: nothing to do
+    assert not flow.restore(planned, TARGET, services)  # untouched: nothing to do
     dead = replace(services, gateway=lambda target: (GatewayClient(_nowhere(), TOKEN), ""))
-    assert not orchestrator.restore(planned, TARGET, dead)
+    assert not flow.restore(planned, TARGET, dead)
     last = services.audit.rows(run_id=ORIGIN.run_id)[-1]
     assert last["summary"].startswith("could not restore routing: GET http://127.0.0.1:")
 
