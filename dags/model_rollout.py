@@ -12,6 +12,7 @@ from yieldops.config import products
 from yieldops.names import model_name
 from yieldops.rollout.plan import STRATEGIES, offered_steps
 from yieldops.rollout.targets import load_targets, targets_by_model
+from yieldops.rollout.thresholds import default_thresholds, thresholds_schema
 from yieldops.settings import load_settings
 from yieldops_airflow import rollout as steps
 from yieldops_airflow.operators import AnalyseStepOperator
@@ -28,17 +29,9 @@ CANARY_WEIGHTS = list(SETTINGS.rollout_canary_steps)
 # One task group per step the deployment offers, named as the audit log and the Rollouts
 # page name it (shadow, canary-5, ..., switch); a plan runs some of them.
 STEP_GROUPS = offered_steps(CANARY_WEIGHTS)
-# Defaults of the analysis form; the library's Thresholds dataclass checks the names.
-THRESHOLDS = {
-    "alpha": 0.01,
-    "max_error_increase": 0.01,
-    "p95_limit_ms": 250.0,
-    "max_latency_increase": 0.1,
-    "min_latency_increase_ms": 5.0,
-    "max_accuracy_drop": 0.01,
-    "psi_limit": 0.2,
-    "min_agreement": 0.9,
-}
+# The form asks for min_samples on its own; the other thresholds are one object, declared
+# (defaults, ranges, descriptions) by the library and checked by Airflow at trigger time.
+OWN_FIELD_THRESHOLDS = ("min_samples",)
 
 DOC = """
 ### Model rollout
@@ -67,7 +60,8 @@ target, in order; a target starts only after the previous one passed):
 
 A plan that cannot be (a model or version MLflow does not have, a step this
 deployment does not offer) fails at once, without retry, and the run note says what
-exists. Then **approve** (only when `require_approval`), and **promote**: every
+exists; a threshold of the wrong type, out of its range or unknown is refused when the
+run is triggered. Then **approve** (only when `require_approval`), and **promote**: every
 target serves the new version as champion (the old one stays loaded) and the
 MLflow alias `champion` moves; ex-champions keep `champion.since/until` tags.
 **rollback** runs after any failure: every target back to the champion, the
@@ -146,11 +140,11 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
             description="Requests per version (and labelled dies) before any verdict.",
         ),
         "thresholds": Param(
-            THRESHOLDS,
-            type="object",
+            default_thresholds(exclude=OWN_FIELD_THRESHOLDS),
             title="Analysis thresholds",
             description="alpha, tolerances and limits of the step analysis "
-            "(yieldops.rollout.analysis.Thresholds).",
+            "(yieldops.rollout.thresholds), checked when the run is triggered.",
+            **thresholds_schema(exclude=OWN_FIELD_THRESHOLDS),
         ),
         "targets": Param(
             None,

@@ -8,7 +8,9 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from yieldops_airflow import rollout as steps
+from yieldops.rollout import flow
+from yieldops.rollout.plan import RolloutPlan, RoutedStep
+from yieldops_airflow.rollout import rollout_services
 from yieldops_airflow.sensors import step_trigger
 
 
@@ -29,25 +31,34 @@ class AnalyseStepOperator(BaseOperator):
         self.step = step
 
     def execute(self, context, event: dict | None = None) -> dict:
-        verdict = steps.analyse_step(self.rollout, self.step)
-        decided_at = time.monotonic()
-        outcome = verdict["verdict"]
+        plan, step = RolloutPlan.from_dict(self.rollout), RoutedStep.from_dict(self.step)
+        # One audit log and gateway lookup for the judgement and an immediate rollback.
+        with rollout_services() as services:
+            judged = flow.judge_step(plan, step, services)
+            decided_at = time.monotonic()
+            reason = self.failure(plan, step, judged)
+            if reason is None:
+                return judged.to_dict()
+            flow.roll_back_step(plan, step, judged, reason, decided_at, services)
+        raise AirflowFailException(reason)
+
+    def failure(
+        self, plan: RolloutPlan, step: RoutedStep, judged: flow.StepJudgement
+    ) -> str | None:
+        """Why the step failed; None when it passed. Defers while an inconclusive step has
+        time left."""
+        for check in judged.verdict.checks:
+            self.log.info("%s: %s: %s", check.name, check.verdict.value, check.reason)
+        outcome, reason = judged.verdict.verdict.value, judged.verdict.summary
         if outcome == "pass":
-            return verdict
-        elapsed = steps.elapsed_seconds(self.step)
-        if outcome == "inconclusive" and elapsed < self.rollout["max_step_seconds"]:
-            self.log.info(
-                "inconclusive after %.0f s: waiting longer (%s)", elapsed, verdict["summary"]
-            )
+            return None
+        elapsed, limit = step.elapsed_seconds(), plan.timing.max_step_seconds
+        if outcome == "inconclusive" and elapsed < limit:
+            self.log.info("inconclusive after %.0f s: waiting longer (%s)", elapsed, reason)
             self.defer(
-                trigger=step_trigger(
-                    self.rollout, self.step, elapsed + self.rollout["step_seconds"]
-                ),
+                trigger=step_trigger(plan, step, elapsed + plan.timing.step_seconds),
                 method_name="execute",
             )
-        reason = verdict["summary"]
         if outcome == "inconclusive":
-            limit = self.rollout["max_step_seconds"]
-            reason = f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
-        steps.roll_back_now(self.rollout, self.step, verdict, reason, decided_at)
-        raise AirflowFailException(reason)
+            return f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
+        return reason

@@ -7,27 +7,14 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
+from yieldops.rollout.plan import RolloutPlan, RoutedStep
+from yieldops_airflow.landing import pending_keys
 from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.triggers import (
     GIVE_WAY_CHECK_SECONDS,
     NewStdfFilesTrigger,
     StepSamplesTrigger,
 )
-
-MAX_KEYS_IN_EVENT = 100
-
-
-def pending_keys() -> list[str]:
-    """Keys of landed files the ledger has not finished (new, changed, failed or stale)."""
-    from yieldops.landing.claims import pending_files
-    from yieldops_airflow.hooks import LandingZoneHook
-    from yieldops_airflow.runtime import open_ledger, runtime_settings
-
-    settings = runtime_settings()
-    with open_ledger(settings) as ledger:
-        return [f.key for f in pending_files(LandingZoneHook(settings).get_conn(), ledger)][
-            :MAX_KEYS_IN_EVENT
-        ]
 
 
 def waiting_files_text() -> str:
@@ -102,17 +89,19 @@ class RolloutStepSensor(BaseSensorOperator):
         self.step = step
 
     def execute(self, context) -> Any:
+        plan = RolloutPlan.from_dict(self.rollout)
         self.defer(
-            trigger=step_trigger(self.rollout, self.step, self.rollout["step_seconds"]),
+            trigger=step_trigger(plan, RoutedStep.from_dict(self.step), plan.timing.step_seconds),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context, event: dict | None = None) -> dict:
         event = event or {}
+        step = RoutedStep.from_dict(self.step)
         self.log.info(
             "%s/%s: %s requests per version after %.0f s%s",
-            self.step["target"],
-            self.step["name"],
+            step.target,
+            step.name,
             event.get("requests"),
             event.get("elapsed", 0),
             "" if event.get("enough") else " (fewer than wanted: the time limit came first)",
@@ -120,15 +109,15 @@ class RolloutStepSensor(BaseSensorOperator):
         return event
 
 
-def step_trigger(rollout: dict, step: dict, min_seconds: float) -> StepSamplesTrigger:
+def step_trigger(plan: RolloutPlan, step: RoutedStep, min_seconds: float) -> StepSamplesTrigger:
     """Wait from the step's start until ``min_seconds`` and enough samples, or its limit."""
     return StepSamplesTrigger(
-        log_url=step["log_url"],
-        champion=rollout["champion"],
-        challenger=rollout["version"],
-        since=step["since"],
-        min_requests=rollout["thresholds"]["min_samples"],
+        log_url=step.log_url,
+        champion=plan.compared_champion,
+        challenger=plan.version,
+        since=step.since.isoformat(),
+        min_requests=plan.thresholds.min_samples,
         min_seconds=min_seconds,
-        max_seconds=rollout["max_step_seconds"],
-        poll_seconds=rollout["poll_seconds"],
+        max_seconds=plan.timing.max_step_seconds,
+        poll_seconds=plan.timing.poll_seconds,
     )

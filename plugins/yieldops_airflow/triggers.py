@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TriggerEvent
 
+from yieldops_airflow.landing import pending_keys
+
 # How soon a waiting sensor notices a queued run and gives way to it.
 GIVE_WAY_CHECK_SECONDS = 5.0
 GAVE_WAY_KEY = "gave_way_to_queued_runs"
@@ -37,8 +39,6 @@ class NewStdfFilesTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from yieldops_airflow.sensors import pending_keys
-
         clock = asyncio.get_running_loop().time
         next_listing = clock()
         while True:

@@ -10,7 +10,6 @@ import pytest
 
 from yieldops.rollout.analysis import (
     Check,
-    Thresholds,
     Verdict,
     accuracy_check,
     agreement_check,
@@ -310,12 +309,3 @@ def test_to_dict_is_strict_json(rng):
         "shift",
         "agreement",
     ]
-
-
-def test_thresholds_defaults_and_overrides():
-    thresholds = Thresholds().with_overrides({"p95_limit_ms": 400.0, "min_samples": 50})
-    assert thresholds.p95_limit_ms == 400.0
-    assert thresholds.min_samples == 50
-    assert thresholds.psi_limit == 0.2
-    with pytest.raises(ValueError, match="p95_limit"):
-        Thresholds().with_overrides({"p95_limit": 1.0})

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from yieldops.config import ConfigError
-from yieldops.rollout.analysis import Thresholds
 from yieldops.rollout.audit import AuditLog, RolloutRef, run_note
 from yieldops.rollout.plan import MAX_STEPS_AFTER_SHADOW, offered_steps, plan_steps
 from yieldops.rollout.targets import Target, load_targets, targets_by_model, targets_for
+from yieldops.rollout.thresholds import Thresholds
 from yieldops.rollout.window import (
     StepWindow,
     comparable_latencies,

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yieldops.rollout.analysis import Thresholds
 from yieldops.rollout.audit import AuditLog, RolloutRef
 from yieldops.rollout.overview import STEP_HEADERS, overview, render_html
 from yieldops.rollout.targets import Target
+from yieldops.rollout.thresholds import Thresholds
 from yieldops.rollout.window import StepWindow, judge_window
 from yieldops.serving.client import GatewayError, GatewayNotConfigured
 

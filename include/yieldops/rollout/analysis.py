@@ -23,53 +23,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
+
+from .thresholds import Thresholds
 
 
 class Verdict(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Defaults of every check; a DAG param form overrides them by field name.
-
-    ``min_samples``: per version (and per labelled die for accuracy) before any verdict.
-    ``alpha``: significance level of the one-sided tests and the KS test.
-    ``max_error_increase``: tolerated error-rate increase, absolute (0.01 = one point).
-    ``p95_limit_ms``: the challenger's p95 latency must stay at or below this.
-    ``max_latency_increase``: tolerated median-latency increase, relative (0.1 = 10 %).
-    ``min_latency_increase_ms``: a median increase up to this many ms is always tolerated
-    (10 % of a 5 ms model call is noise to any caller).
-    ``max_accuracy_drop``: tolerated accuracy drop on labelled dies, absolute.
-    ``psi_limit``: PSI above this is a shift (0.1-0.2 is the usual "moderate" band).
-    ``min_agreement``: share of identical good/bad answers required in shadow.
-    """
-
-    min_samples: int = 200
-    alpha: float = 0.01
-    max_error_increase: float = 0.01
-    p95_limit_ms: float = 250.0
-    max_latency_increase: float = 0.1
-    min_latency_increase_ms: float = 5.0
-    max_accuracy_drop: float = 0.01
-    psi_limit: float = 0.2
-    min_agreement: float = 0.9
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Thresholds:
-        """These thresholds with some replaced; an unknown name is an error, not ignored."""
-        unknown = set(overrides) - {f.name for f in fields(self)}
-        if unknown:
-            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        return replace(self, **overrides)
 
 
 DEFAULTS = Thresholds()

@@ -7,15 +7,22 @@
 - ``restore``: no step: an earlier champion is promoted again (rollback to any version
   that served before).
 
+A run's :class:`RolloutPlan` (which version goes where, by which steps, judged how) and
+each :class:`RoutedStep` travel between the tasks of ``model_rollout`` as JSON
+(``to_dict``/``from_dict``); ``yieldops.rollout.flow`` acts on them.
+
 A step has one name everywhere: the task group of ``model_rollout``'s grid, the audit log
 and the Rollouts page (``shadow``, ``canary-25``, ``switch``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any
+
+from .thresholds import Thresholds
 
 STRATEGIES = ("canary", "bluegreen", "restore")
 DEFAULT_CANARY_STEPS = (5, 25, 50, 100)
@@ -77,3 +84,115 @@ def _canaries(canary_steps: Sequence[int]) -> list[Step]:
     return [
         Step(f"canary-{w}", {"mode": "canary", "weight": w, "live": "champion"}) for w in weights
     ]
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """The run carrying the rollout out, as the audit log names it."""
+
+    dag_id: str
+    run_id: str
+    triggered_by: str
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    step_seconds: float  # each step runs at least this long before its analysis
+    max_step_seconds: float  # an inconclusive step waits up to this long, then fails
+    poll_seconds: float  # how often a waiting step counts its samples
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """Which version goes where, by which steps, judged how."""
+
+    product: str
+    model: str
+    version: int
+    champion: int | None  # None: the first model, promoted after its offline checks
+    strategy: str
+    steps: tuple[Step, ...]
+    targets: tuple[str, ...]
+    timing: StepTiming
+    thresholds: Thresholds
+    require_approval: bool
+    offline_check: bool
+    dag_id: str
+    run_id: str
+    triggered_by: str
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    @property
+    def compared_champion(self) -> int:
+        """The champion the steps compare the challenger with (a plan with steps has one)."""
+        if self.champion is None:
+            raise ValueError(f"{self.model} v{self.version} has no champion to be judged against")
+        return self.champion
+
+    def step(self, name: str) -> Step:
+        return next(step for step in self.steps if step.name == name)
+
+    def path(self) -> str:
+        """``canary: shadow -> canary-5 -> ...`` (or ``no step``)."""
+        return f"{self.strategy}: {' -> '.join(self.step_names) or 'no step'}"
+
+    def path_of(self, target_name: str) -> str:
+        """The plan's path, or that the target is not in it."""
+        if target_name in self.targets:
+            return self.path()
+        return f"{target_name} is not a target of {self.model}"
+
+    def skips_offline_check(self, target_name: str) -> bool:
+        """A target not in the plan, and every target of a restore, skip the check."""
+        return target_name not in self.targets or self.strategy == "restore"
+
+    def unplanned_steps(self, target_name: str, offered_steps: Sequence[str]) -> list[str]:
+        """The steps offered that the plan does not take on the target (all of them for a
+        target not in the plan)."""
+        planned = self.step_names if target_name in self.targets else []
+        return [name for name in offered_steps if name not in planned]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "steps": [step.to_dict() for step in self.steps],
+            "targets": list(self.targets),
+            "timing": asdict(self.timing),
+            "thresholds": self.thresholds.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RolloutPlan:
+        return cls(
+            **{
+                **data,
+                "steps": tuple(Step(**step) for step in data["steps"]),
+                "targets": tuple(data["targets"]),
+                "timing": StepTiming(**data["timing"]),
+                "thresholds": Thresholds(**data["thresholds"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class RoutedStep:
+    """A step once its routing is set on a target: judged on the log from ``since``."""
+
+    target: str
+    name: str
+    check_agreement: bool
+    since: datetime
+    log_url: str
+
+    def elapsed_seconds(self) -> float:
+        return (datetime.now(timezone.utc) - self.since).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "since": self.since.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoutedStep:
+        return cls(**{**data, "since": datetime.fromisoformat(data["since"])})

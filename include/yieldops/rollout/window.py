@@ -23,7 +23,6 @@ from ..serving.predlog import predictions
 from .analysis import (
     Check,
     StepVerdict,
-    Thresholds,
     accuracy_check,
     agreement_check,
     error_rate_check,
@@ -31,6 +30,7 @@ from .analysis import (
     latency_check,
     shift_check,
 )
+from .thresholds import Thresholds
 
 COLUMNS = (
     "request_id",
