@@ -19,7 +19,7 @@ from yieldops_airflow.notes import set_run_note
 from yieldops_airflow.runtime import runtime_settings
 
 if TYPE_CHECKING:
-    from yieldops.rollout.gateway import GatewayClient
+    from yieldops.serving.client import GatewayClient
 
 log = logging.getLogger(__name__)
 DAG_ID = "model_rollout"

@@ -20,9 +20,9 @@ from tests.integration.conftest import free_port, serve_gateway
 
 from yieldops.rollout import flow
 from yieldops.rollout.audit import AuditLog
-from yieldops.rollout.gateway import GatewayClient
 from yieldops.rollout.plan import RolloutPlan, RoutedStep, RunOrigin, offered_steps
-from yieldops.serving import GatewaySettings
+from yieldops.serving.client import GatewayClient
+from yieldops.serving.settings import GatewaySettings
 from yieldops.training import registry
 
 MODEL = "yield-YO-28NM-PMIC"

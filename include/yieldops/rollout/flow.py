@@ -29,8 +29,8 @@ from .targets import load_targets, targets_for
 from .thresholds import Thresholds
 
 if TYPE_CHECKING:
+    from ..serving.client import GatewayClient
     from .analysis import StepVerdict
-    from .gateway import GatewayClient
     from .window import StepWindow
 
 log = logging.getLogger(__name__)
