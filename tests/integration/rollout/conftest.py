@@ -38,6 +38,7 @@ from yieldops.curated.dataset import write_file_tables
 from yieldops.features import build_feature_table, split_by_lot
 from yieldops.rollout.audit import AuditLog
 from yieldops.serving.replay import replay
+from yieldops.serving.settings import GatewaySettings
 from yieldops.stdf import read_tables
 from yieldops.synth import PRODUCTS, synthesize
 from yieldops.training import registry
@@ -155,29 +156,24 @@ def gateway(fab):
     """The gateway process for the target ``pmic-local``, with its Airflow connection; one
     per module, so routing carries from one test to the next as it would in production."""
     home = fab.home
-    port = free_port()
-    log_url = f"sqlite:///{home / 'predictions.db'}"
+    settings = GatewaySettings(
+        model_name=MODEL,
+        admin_token=TOKEN,
+        log_url=f"sqlite:///{home / 'predictions.db'}",
+        routing_path=home / "routing.json",
+        port=free_port(),
+    )
     env = {
         # Untraced under coverage (its code is measured by test_gateway.py in process): a
         # tracer would slow the answers the steps judge on latency, and the whole run.
         **{k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
         "YIELDOPS_HOME": str(home),
-        "YIELDOPS_GATEWAY_MODEL": MODEL,
-        "YIELDOPS_GATEWAY_ADMIN_TOKEN": TOKEN,
-        "YIELDOPS_GATEWAY_LOG_URL": log_url,
-        "YIELDOPS_GATEWAY_ROUTING_PATH": str(home / "routing.json"),
-        "YIELDOPS_GATEWAY_PORT": str(port),
+        **settings.to_environment(),
         "MLFLOW_TRACKING_URI": registry.default_tracking_uri(home),
     }
     process = subprocess.Popen([sys.executable, "-m", "yieldops.serving"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    connection = {
-        "conn_type": "http",
-        "host": "127.0.0.1",
-        "port": port,
-        "password": TOKEN,
-        "extra": {"prediction_log_url": log_url},
-    }
+    url = settings.url
+    connection = settings.airflow_connection()
     try:
         _await_ready(url, process)
         with pytest.MonkeyPatch.context() as patch:
