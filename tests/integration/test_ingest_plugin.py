@@ -208,3 +208,16 @@ def test_plugin_pages_need_an_airflow_login(home, path):
         assert client.get(path, headers=forged).status_code == 403
         client.cookies.set("_token", "not-a-token")  # the UI's session cookie
         assert client.get(path).status_code == 403
+
+
+def test_plugin_pages_follow_airflow_variable_overrides(home, plugin_client, monkeypatch, tmp_path):
+    """The pages read the settings as tasks do: an Airflow Variable overrides the
+    environment (here the Data Docs folder, as Variable ``yieldops_docs_dir``)."""
+    elsewhere = tmp_path / "docs-by-variable"
+    (elsewhere / "runs").mkdir(parents=True)
+    (elsewhere / "runs" / "r2.html").write_text("<html>validation of r2</html>")
+    monkeypatch.setenv("AIRFLOW_VAR_YIELDOPS_DOCS_DIR", str(elsewhere))
+
+    response = plugin_client.get("/data-docs/runs/r2.html")
+
+    assert response.status_code == 200 and "validation of r2" in response.text
