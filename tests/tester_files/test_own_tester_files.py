@@ -5,7 +5,10 @@ YIELDOPS_CONFIG_DIR on that config ingests, trains and rolls out.
 - the real samples in ../shared/stdf-samples (skipped when absent): every file is curated
   (or is the same content as one that was), the curated tests table has one row per
   distinct test, and every product reaches a verdict its data allows;
-- a product in each synthetic tester style (yieldops.synth.styles) goes to a champion.
+- a product in each synthetic tester style (yieldops.synth.styles) goes to a champion,
+  beside a file cut short that is named with its reason (exit 1) without stopping the
+  others; the console shows one line per step and outcome, Airflow's logs go to the file
+  it names.
 """
 
 from __future__ import annotations
@@ -52,14 +55,24 @@ def init_products(devices: dict[str, list[Path]], config: Path) -> None:
         assert outcome.passed, format_outcome(outcome)
 
 
-def run(files: list[Path], home: Path, config: Path) -> dict[str, str]:
+def run(files: list[Path], home: Path, config: Path, exit_code: int = 0) -> dict[str, str]:
     """`yieldops run`; its console lines by what they are about (``ingest X``, ``train P``,
     ``rollout M``), continuation lines joined."""
+    return said_by_subject(run_command(files, home, config, exit_code).stdout)
+
+
+def run_command(
+    files: list[Path], home: Path, config: Path, exit_code: int = 0
+) -> subprocess.CompletedProcess:
     done = yieldops("run", *files, "--home", home, config=config)
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.returncode == exit_code, done.stdout + done.stderr[-3000:]
+    return done
+
+
+def said_by_subject(out: str) -> dict[str, str]:
     lines: dict[str, str] = {}
     subject = ""
-    for line in done.stdout.splitlines():
+    for line in out.splitlines():
         if line.startswith("    ") and subject:
             lines[subject] += " " + line.strip()
         elif ": " in line:
@@ -127,6 +140,8 @@ def _tests_of(tests) -> list[tuple[str, int, str]]:
 
 
 def test_a_product_in_each_tester_style_goes_to_a_champion(tmp_path: Path) -> None:
+    import mlflow
+
     devices = {
         f"S-{style}": synthesize(
             tmp_path / "stdf" / style,
@@ -140,11 +155,45 @@ def test_a_product_in_each_tester_style_goes_to_a_champion(tmp_path: Path) -> No
     }
     config, home = tmp_path / "config", tmp_path / "home"
     init_products(devices, config)
+    cut_short = tmp_path / "stdf" / "cut_short.stdf"
+    cut_short.write_bytes(next(iter(devices.values()))[0].read_bytes()[:5000])
 
-    said = run([p for paths in devices.values() for p in paths], home, config)
+    done = run_command(
+        [*(p for paths in devices.values() for p in paths), cut_short], home, config, exit_code=1
+    )
 
+    said = said_by_subject(done.stdout)
+    registry = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     for name, paths in devices.items():
         for path in paths:
             assert said[f"ingest {path.name}"].startswith("curated "), said
-        assert said[f"train {name}"].startswith(f"registered yield-{name} v1 ("), said
+        registered = rf"registered yield-{name} v1 \(\w+ [\d.]+ vs no skill [\d.]+"
+        assert re.match(registered, said[f"train {name}"]), said  # metrics beside baselines
         assert said[f"rollout yield-{name} v1"] == "champion", said
+        assert registry.get_model_version_by_alias(f"yield-{name}", "champion").version == "1"
+    # the bad file is named with its reason, and did not stop the others (exit 1 for it)
+    assert said["ingest cut_short.stdf"].startswith(
+        "quarantined (incomplete: file ends inside a record"
+    ), said
+    assert_console_and_log(done)
+
+
+STEP_LINES = ("yieldops run: ", "ingest ", "train ", "rollout ", "full logs: ", "  ")
+
+
+def assert_console_and_log(done: subprocess.CompletedProcess) -> None:
+    """One console line per step and outcome; Airflow's logs, every task's, in the file the
+    first and last lines name, without known third-party noise."""
+    lines = done.stdout.splitlines()
+    named = re.search(r"full logs: (\S+\.log)", lines[0])
+    assert named, done.stdout
+    log_path = Path(named.group(1))
+    assert lines[-1].startswith(f"full logs: {log_path};")
+    assert all(line.startswith(STEP_LINES) for line in lines), done.stdout  # no Airflow line
+    assert "[info" not in done.stderr, done.stderr[-3000:]
+    log = log_path.read_text()
+    assert "[DAG TEST] end task task_id=promote" in log  # every task's log is there
+    assert "DagRun Finished: dag_id=model_rollout" in log
+    assert ">>> rollout yield-S-" in log  # the step lines mark the way
+    assert "Skipping registering function" not in log  # Great Expectations' import chatter
+    assert "DeprecatedImportWarning" not in log  # skops' scan of Airflow's modules
