@@ -31,6 +31,7 @@ class GatewayHook(BaseHook):
         self.gateway_conn_id = gateway_conn_id
         self.target = target or gateway_conn_id
         self.timeout = timeout
+        self._gateway: GatewaySettings | None = None
 
     @classmethod
     def for_target(cls, target_name: str, timeout: float = 30.0) -> GatewayHook:
@@ -54,7 +55,13 @@ class GatewayHook(BaseHook):
         return url
 
     def gateway_settings(self) -> GatewaySettings:
-        """The gateway as its connection describes it; GatewayNotConfigured without one."""
+        """The gateway as its connection describes it, looked up once per hook (in a task,
+        each lookup is a call to Airflow's API); GatewayNotConfigured without one."""
+        if self._gateway is None:
+            self._gateway = self._read_connection()
+        return self._gateway
+
+    def _read_connection(self) -> GatewaySettings:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         from yieldops.serving.client import GatewayNotConfigured
