@@ -26,6 +26,7 @@ ARTIFACTS = Path(
 DAG_ID = "stdf_ingest"
 RUN_DEADLINE_SECONDS = 120
 FINISHED = ("Success", "Failed")
+PAGE_TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)"
@@ -40,7 +41,10 @@ def browser_page(stack):
             executable_path=CHROMIUM, headless=True, args=["--disable-dev-shm-usage"]
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(120_000)  # a page of an api-server on a heavily loaded machine
+        # A page of an api-server on a heavily loaded machine; the UI's translations load
+        # after its first paint ("nav.dags" before "Dags"), so assertions wait as long.
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        expect.set_options(timeout=PAGE_TIMEOUT_MS)
         try:
             yield page
         finally:
