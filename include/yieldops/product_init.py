@@ -254,15 +254,22 @@ def _failures(path: Path, results: pa.Table) -> pd.DataFrame:
 def _presence(tables: dict[str, pa.Table], parts: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Parts with a value per measurement column, and parts, per hard bin: the missing-rate
     rule counts good dies only, and which bins are good is known once every file is read."""
-    from .validation.frames import measurements, measurements_frame
+    from .validation.frames import measurement_values, measurements
 
+    measured = measurements(tables["tests"])
     # Counted by hard bin: the frame's ``good`` column is not known yet and not used here.
-    wide = measurements_frame(
-        tables["results"], parts.assign(good=True), measurements(tables["tests"])
+    values = measurement_values(tables["results"], parts.assign(good=True), measured)
+    values = values[values["value"].notna()].merge(parts[["part_index", "hard_bin"]])
+    bin_parts = parts.groupby("hard_bin").size()
+    present = (
+        values.groupby(["hard_bin", "measurement"])
+        .size()
+        .unstack()
+        .reindex(index=bin_parts.index, columns=[m.column for m in measured])
+        .fillna(0)
+        .astype(int)
     )
-    values = wide.drop(columns=["part_index", "good"])
-    present = values.notna().groupby(parts["hard_bin"].to_numpy()).sum()
-    return present, parts.groupby("hard_bin").size()
+    return present, bin_parts
 
 
 def _repeated_results(results: pa.Table) -> int:

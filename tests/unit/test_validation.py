@@ -16,13 +16,14 @@ from yieldops.config import product
 from yieldops.stdf import read_tables
 from yieldops.synth import PRODUCTS, generate_lot, write_lot
 from yieldops.validation import ValidationReport, expectation_suites, validate_tables
+from yieldops.validation.frames import measurements, validation_frames
 
 Tables = dict[str, pa.Table]
 ADC = product("YO-7NM-ADC")
 
-# The frames a file is validated as: lots, parts, tests, results, measurements, and the
-# measurements of the good dies.
-FRAMES = 6
+# The frames a file is validated as: lots, parts, tests, results, measurements (a row per
+# measurement: its bounds and missing rate beside what the file shows).
+FRAMES = 5
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,10 @@ def test_good_file_passes(adc: Tables) -> None:
     report = validate_tables(adc, ADC)
     assert report.success, report.failures
     assert report.failures == []
-    assert report.evaluated > 2 * 17  # bounds and missing rate per measurement, and more
+    assert report.evaluated > 20
+    assert report.evaluated == sum(
+        len(suite.expectations) for suite in expectation_suites(ADC).values()
+    )
     assert report.docs_page is None
 
 
@@ -99,14 +103,20 @@ def test_die_outside_wafer(adc: Tables) -> None:
 
 
 @pytest.mark.parametrize(
-    ("test_num", "pin", "value", "where"),
+    ("test_num", "pin", "value", "bound", "named"),
     [
-        (1000, None, 5000.0, "measurements.1000_CONTACT_RES (CONTACT_RES)"),  # configured bounds
-        (100, 3, -2.0e6, "measurements.100_CONT_SIGNAL_PINS.pin3 (CONT_SIGNAL_PINS)"),  # default
+        (1000, None, 5000.0, "upper", "1000_CONTACT_RES (CONTACT_RES) high=1000.0 max=5000.0"),
+        (
+            100,
+            3,
+            -2.0e6,
+            "lower",
+            "100_CONT_SIGNAL_PINS.pin3 (CONT_SIGNAL_PINS) min=-2000000.0 low=-1000000.0",
+        ),
     ],
-)
+)  # configured bounds, then the default ones
 def test_result_beyond_physical_bounds(
-    adc: Tables, test_num: int, pin: int | None, value: float, where: str
+    adc: Tables, test_num: int, pin: int | None, value: float, bound: str, named: str
 ) -> None:
     results = adc["results"]
     rows = pc.equal(results["test_num"], test_num)
@@ -118,8 +128,10 @@ def test_result_beyond_physical_bounds(
     report = validate_tables(replaced(adc, "results", "result", result), ADC)
 
     line = only_failure(report)
-    assert line.startswith(f"{where}: expect_column_values_to_be_between")
-    assert f"[{value}]" in line
+    rule = "largest result at or below" if bound == "upper" else "smallest result at or above"
+    assert line.startswith(f"measurements ({rule} the test's {bound} physical bound)"), line
+    assert "expect_column_pair_values_a_to_be_greater_than_b: observed 1 of" in line
+    assert f"e.g. {named}" in line
 
 
 def test_yield_far_below_range(adc: Tables) -> None:
@@ -145,8 +157,11 @@ def test_test_mostly_missing(adc: Tables) -> None:
     report = validate_tables(edited(adc, "results", results.filter(pc.invert(dropped))), ADC)
 
     line = only_failure(report)
-    missing = "good_measurements.1003_RO_FREQ (RO_FREQ): expect_column_values_to_not_be_null"
-    assert line.startswith(missing) and "mostly=0.95" in line
+    assert line.startswith("measurements (share of good dies without a result)")
+    assert "observed 1 of" in line
+    assert re.search(
+        r"e\.g\. 1003_RO_FREQ \(RO_FREQ\) allowed_missing_rate=0\.05 missing_rate=0\.8", line
+    )
 
 
 def test_missing_column(adc: Tables) -> None:
@@ -194,20 +209,22 @@ def test_null_result_keys(adc: Tables) -> None:
     assert line.startswith("results.part_index: expect_column_values_to_not_be_null: observed 2 of")
 
 
-def test_suites_follow_product_config(adc: Tables) -> None:
-    suites = expectation_suites(ADC, adc["tests"])
+def test_suites_and_frames_follow_product_config(adc: Tables) -> None:
+    suites = expectation_suites(ADC)
+    frames = validation_frames(adc, ADC)
 
-    assert set(suites) == {
-        "lots", "parts", "tests", "results", "measurements", "good_measurements",
-    }  # fmt: skip
-    bounds = {
-        e.column: (e.min_value, e.max_value)
-        for e in suites["measurements"].expectations
-        if isinstance(e, gxe.ExpectColumnValuesToBeBetween)
-    }
-    assert bounds["1000_CONTACT_RES"] == (0, 1000)  # physical_bounds of the ADC
-    assert bounds["4004_ADC_SNR"] == (-1e6, 1e6)  # default_bounds
-    assert "3000_FUNC_SCAN" not in bounds  # functional: pass/fail only
+    assert set(suites) == set(frames) == {"lots", "parts", "tests", "results", "measurements"}
+    rows = frames["measurements"].set_index("measurement")
+    measured = measurements(adc["tests"])
+    assert list(rows.index) == [m.column for m in measured]  # every measurement the file has
+    assert tuple(rows.loc["1000_CONTACT_RES", ["low", "high"]]) == (0, 1000)  # physical_bounds
+    assert tuple(rows.loc["4004_ADC_SNR", ["low", "high"]]) == (-1e6, 1e6)  # default_bounds
+    assert rows.loc["3000_FUNC_SCAN", ["low", "high"]].isna().all()  # functional: pass/fail
+    assert (rows["allowed_missing_rate"] == 0.05).all()
+    results = rows.loc["1000_CONTACT_RES"]
+    values = adc["results"].filter(pc.equal(adc["results"]["test_num"], 1000))["result"]
+    assert (results["min"], results["max"]) == (pc.min(values).as_py(), pc.max(values).as_py())
+    assert results["results"] == len(values) and results["below"] == results["above"] == 0
     (bins,) = (
         e for e in suites["parts"].expectations if isinstance(e, gxe.ExpectColumnValuesToBeInSet)
     )

@@ -49,9 +49,20 @@ def _observed(outcome: ExpectationValidationResult) -> str:
     if "unexpected_count" in result:
         share = result.get("unexpected_percent") or 0.0
         text = f"{result['unexpected_count']} of {result['element_count']} ({share:.3g}%)"
+        if result.get("partial_unexpected_index_list"):
+            rows = result["partial_unexpected_index_list"][:5]
+            return f"{text} unexpected, e.g. {'; '.join(_row(r, result) for r in rows)}"
         sample = [_plain(v) for v in result.get("partial_unexpected_list", []) if pd.notna(v)]
         return f"{text} unexpected, e.g. {sample[:5]}" if sample else f"{text} unexpected"
     return str(_plain(result.get("observed_value")))
+
+
+def _row(row: dict, result: dict) -> str:
+    """A row found: its naming columns, then its values (``1000_RES (RES) high=1 value=5``)."""
+    names = result.get("unexpected_index_column_names") or []
+    name = " ".join(f"({row[c]})" if i else str(row[c]) for i, c in enumerate(names) if row.get(c))
+    values = " ".join(f"{k}={_plain(v)}" for k, v in row.items() if k not in names)
+    return f"{name} {values}".strip()
 
 
 def _exception_message(info: dict) -> str | None:

@@ -12,18 +12,21 @@ The rules and the Great Expectations expectations that carry them:
 - dies on the wafer (wafer sort, ``wafer:`` in the YAML): coordinates present and
   ``ExpectColumnValuesToBeBetween`` on the derived ``radius``; final test has neither;
 - plausible yield: ``ExpectColumnMeanToBeBetween`` on the derived ``good``;
-- physical bounds: ``ExpectColumnValuesToBeBetween`` on every parametric
-  measurement column (PTR, and each MPR pin);
-- missing results: ``ExpectColumnValuesToNotBeNull`` with ``mostly`` (1 minus
-  ``validation.max_missing_rate``, or the test's own rate in
-  ``validation.missing_rates``) on every measurement column of the good dies
-  (``good_measurements``). A stop-on-fail flow skips the rest of the flow on a
-  failing die, so its failing dies lack results by design, the more the lower the
-  yield; a good die ran the whole flow in any flow, so a result missing there is
-  a datalog gap. The tests checked are those the file defines (``measurements``):
-  the product configuration does not list tests. (A frame of the good dies, not a
-  ``row_condition``: Great Expectations runs a condition as a pandas query that
-  re-reads every column name, which made a file of 400 tests take minutes.)
+- physical bounds: every parametric result (PTR, and each MPR pin) within its test's
+  bounds (``validation.physical_bounds``, else ``default_bounds``): on the ``measurements``
+  frame, a row per measurement, its smallest result at or above its lower bound and its
+  largest at or below its upper one (``ExpectColumnPairValuesAToBeGreaterThanB``, twice);
+- missing results: on the same rows, the share of good dies without the measurement's
+  result at most the share allowed (``validation.max_missing_rate``, or the test's own rate
+  in ``validation.missing_rates``; ``ExpectColumnPairValuesAToBeGreaterThanB``). A
+  stop-on-fail flow skips the rest of the flow on a failing die, so its failing dies lack
+  results by design, the more the lower the yield; a good die ran the whole flow in any
+  flow, so a result missing there is a datalog gap. The tests checked are those the file
+  defines: the product configuration does not list tests.
+
+Rules over a row per measurement rather than an expectation per measurement (see
+``frames``): Great Expectations' cost is per expectation. The results name the rows found
+(``INDEX_COLUMNS``), and Data Docs list them with their values.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ from collections.abc import Iterable
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
-import pyarrow as pa
 
 from yieldops.config import ProductConfig
 from yieldops.curated.schema import LOTS, PARTS, RESULTS, TESTS
 
-from .frames import RESULT_RECORDS, Measurement, measurements
+from .frames import RESULT_RECORDS
 
 PART_KEYS = ("part_index", "lot_id", "head", "site", "hard_bin")
 DIE_KEYS = ("wafer_id", "x", "y")  # wafer sort only
@@ -46,15 +48,18 @@ RESULT_KEYS = ("part_index", "test_num", "test_id")
 EDGE_TOLERANCE_DIES = 0.5
 
 
-def expectation_suites(product: ProductConfig, tests: pa.Table) -> dict[str, gx.ExpectationSuite]:
-    """Suites by frame name (see ``frames.validation_frames``) for a file with these tests."""
+# The columns naming the rows a failed rule found, by frame (the others report values only).
+INDEX_COLUMNS = {"measurements": ["measurement", "test_name"]}
+
+
+def expectation_suites(product: ProductConfig) -> dict[str, gx.ExpectationSuite]:
+    """Suites by frame name (see ``frames.validation_frames``)."""
     expectations = {
         "lots": lots_expectations(product),
         "parts": parts_expectations(product),
         "tests": tests_expectations(),
         "results": results_expectations(),
-        "measurements": bounds_expectations(product, measurements(tests)),
-        "good_measurements": missing_expectations(product, measurements(tests)),
+        "measurements": measurements_expectations(),
     }
     return {
         frame: gx.ExpectationSuite(name=f"{product.name}.{frame}", expectations=list(found))
@@ -108,34 +113,25 @@ def results_expectations() -> list[gxe.Expectation]:
     ]
 
 
-def bounds_expectations(
-    product: ProductConfig, measured: Iterable[Measurement]
-) -> list[gxe.Expectation]:
-    """Each parametric measurement within the test's physical bounds."""
-    found: list[gxe.Expectation] = []
-    for m in measured:
-        if m.parametric:
-            low, high = product.validation.bounds(m.test_num, m.test_id)
-            found.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=m.column, min_value=low, max_value=high, notes=m.test_name
-                )
-            )
-    return found
-
-
-def missing_expectations(
-    product: ProductConfig, measured: Iterable[Measurement]
-) -> list[gxe.Expectation]:
-    """Each measurement present on the good dies, but for the allowed missing rate."""
+def measurements_expectations() -> list[gxe.Expectation]:
+    """Each parametric measurement within its test's physical bounds; each measurement
+    present on the good dies, but for the allowed missing rate."""
     return [
-        gxe.ExpectColumnValuesToNotBeNull(
-            column=m.column,
-            mostly=1 - product.validation.missing_rate(m.test_num, m.test_id),
-            notes=m.test_name,
-        )
-        for m in measured
+        _at_least("min", "low", "smallest result at or above the test's lower physical bound"),
+        _at_least("high", "max", "largest result at or below the test's upper physical bound"),
+        _at_least("allowed_missing_rate", "missing_rate", "share of good dies without a result"),
     ]
+
+
+def _at_least(column_a: str, column_b: str, notes: str) -> gxe.Expectation:
+    """``column_a >= column_b`` on every row where both have a value."""
+    return gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A=column_a,
+        column_B=column_b,
+        or_equal=True,
+        ignore_row_if="either_value_is_missing",
+        notes=notes,
+    )
 
 
 def not_null(columns: Iterable[str]) -> list[gxe.Expectation]:
