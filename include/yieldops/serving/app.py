@@ -43,9 +43,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from . import metrics as metrics_module
+from .batching import Batcher
 from .metrics import Metrics
 from .mirror import Copy, Mirror, MirrorPool
 from .models import (
@@ -98,6 +98,7 @@ class Gateway:
         self._change_lock = asyncio.Lock()
         self._startup: asyncio.Task | None = None
         self._model_threads = OpenMPThreads(settings.model_threads)
+        self.batcher = Batcher(self._call, settings.batch_max_dies, settings.batch_wait_seconds)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -193,17 +194,19 @@ class Gateway:
         """Score ``dies`` with ``role``'s version, or with the champion when the challenger
         fails; returns who answered and what."""
         model = state.model_of(role)
-        scored = await run_in_threadpool(self._score, request_id, model, role, dies)
+        scored = await self._score(request_id, model, role, dies)
         if scored.error is None or role == CHAMPION:
             return role, scored
         self.metrics.fallback(model.version, len(dies))
         champion = state.model_of(CHAMPION)
-        return CHAMPION, await run_in_threadpool(self._score, request_id, champion, CHAMPION, dies)
+        return CHAMPION, await self._score(request_id, champion, CHAMPION, dies)
 
-    def _score(self, request_id: str, model: LoadedModel, role: str, dies: list[Die]) -> Scored:
-        """Score ``dies`` for the caller; log them (served rows) and count them."""
-        self._model_threads.apply()
-        scored = score(model, [d.features for d in dies])
+    async def _score(
+        self, request_id: str, model: LoadedModel, role: str, dies: list[Die]
+    ) -> Scored:
+        """Score ``dies`` for the caller, with the dies of other requests waiting on the same
+        version (:mod:`.batching`); log them (served rows) and count them."""
+        scored = await self.batcher.score(model, [d.features for d in dies])
         errors = len(dies) if scored.error else 0
         self.metrics.observe(model.version, role, "served", len(dies), errors, scored.seconds)
         keys = [d.key for d in dies]
@@ -213,6 +216,11 @@ class Gateway:
             prediction_rows(request_id, model.version, role, True, keys, scored)
         )
         return scored
+
+    def _call(self, model: LoadedModel, features: Sequence[Mapping[str, Any]]) -> Scored:
+        """One model call, in the batcher's thread."""
+        self._model_threads.apply()
+        return score(model, features)
 
 
 def _indices_by_role(routing: Routing, dies: Sequence[Die]) -> dict[str, list[int]]:

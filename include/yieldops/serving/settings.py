@@ -24,6 +24,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mirror_processes": ("YIELDOPS_GATEWAY_MIRROR_PROCESSES", int),
     "mirror_niceness": ("YIELDOPS_GATEWAY_MIRROR_NICENESS", int),
     "mirror_max_pending": ("YIELDOPS_GATEWAY_MIRROR_MAX_PENDING", int),
+    "batch_max_dies": ("YIELDOPS_GATEWAY_BATCH_MAX_DIES", int),
+    "batch_wait_seconds": ("YIELDOPS_GATEWAY_BATCH_WAIT_SECONDS", float),
     "host": ("YIELDOPS_GATEWAY_HOST", str),
     "port": ("YIELDOPS_GATEWAY_PORT", int),
 }
@@ -53,6 +55,10 @@ class GatewaySettings:
     log_flush_seconds: float = 0.2
     # Records per predict request; more is refused with 413.
     max_batch: int = 10_000
+    # Requests waiting on one version are scored in one model call of up to this many dies;
+    # while requests arrive together, a call first waits this long for more (see batching).
+    batch_max_dies: int = 1000
+    batch_wait_seconds: float = 0.001
     # OpenMP threads for model calls (HistGradientBoosting crawls with many on a shared box);
     # None leaves the process as it is.
     model_threads: int | None = 1
