@@ -164,6 +164,18 @@ def test_test_mostly_missing(adc: Tables) -> None:
     )
 
 
+def test_a_file_without_results_fails_its_missing_rates(adc: Tables) -> None:
+    results = adc["results"].slice(0, 0)
+
+    report = validate_tables(edited(adc, "results", results), ADC)
+
+    assert not report.success
+    (line,) = report.failures
+    assert line.startswith("measurements (share of good dies without a result)")
+    measured = len(measurements(adc["tests"]))
+    assert f"observed {measured} of {measured} (100%) unexpected" in line
+
+
 def test_missing_column(adc: Tables) -> None:
     parts = adc["parts"].drop_columns(["soft_bin"])
 

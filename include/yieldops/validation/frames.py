@@ -129,7 +129,8 @@ def measurement_values(
     rows = results.select(list(MEASUREMENT_INPUTS["results"])).to_pandas()
     rows["test_id"] = rows["test_id"].astype(str).astype(object)
     rows["pin"] = rows["pin"].astype("Float64")
-    rows["value"] = rows["result"].where(rows["record"] != "FTR", _as_float(rows["passed"]))
+    ftr = rows["record"] == "FTR"
+    rows["value"] = rows["result"].where(~ftr, _as_float(rows["passed"])).astype("float64")
     found = rows.merge(columns, on=["test_id", "pin"]).drop_duplicates(
         ["part_index", "measurement"], keep=keep
     )
@@ -149,8 +150,9 @@ def measurements_frame(
     rest of the flow on a failing die, while a good die ran the whole flow in any flow;
     with no good die, the rate is null (not judged)."""
     rules = _rules(measured, product)
-    found = values[values["value"].notna()].join(rules[["low", "high"]], on="measurement")
-    found = found.assign(below=found["value"] < found["low"], above=found["value"] > found["high"])
+    found = values[values["value"].notna()]
+    low, high = (found["measurement"].map(rules[b]).astype("float64") for b in ("low", "high"))
+    found = found.assign(below=found["value"] < low, above=found["value"] > high)
     stats = found.groupby("measurement").agg(
         results=("value", "size"),
         min=("value", "min"),
@@ -158,7 +160,7 @@ def measurements_frame(
         below=("below", "sum"),
         above=("above", "sum"),
     )
-    frame = rules.join(stats)
+    frame = pd.concat([rules, stats.reindex(rules.index)], axis=1)  # also when none found
     counts = ["results", "below", "above"]
     frame[counts] = frame[counts].fillna(0).astype(int)
     good_dies = int(parts["good"].sum())
