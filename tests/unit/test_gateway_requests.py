@@ -37,7 +37,9 @@ from yieldops.serving.settings import GatewaySettings
 TOKEN = "t0ken-for-tests"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 COLUMNS = ["test_100", "test_101", "x", "y"]
-GOOD, NAN = 1, 2  # model versions: a fitted pipeline; one that answers NaN probabilities
+# Model versions: a fitted pipeline; one that answers NaN probabilities; the same pipeline
+# again, as a challenger.
+GOOD, NAN, CHALLENGER = 1, 2, 3
 
 
 def _train() -> Pipeline:
@@ -400,6 +402,30 @@ def test_mlflow_rows_are_named_alike_in_the_gateway_and_its_mirror():
     assert all(k.startswith("row:") and len(k) == 20 for k in keys[1:])
     with pytest.raises(ValueError, match="record 0 has no die_key and lacks lot_id"):
         parse_records([{"x": 3, "y": 4, "wafer_id": 1}])  # the gateway's own shape
+
+
+def test_invocations_are_mirrored_under_the_same_keys(tmp_path, model):
+    """In shadow mode the mirror worker parses the MLflow body again, in its own process:
+    its unserved rows carry the keys the served rows have, generated ones included."""
+    loader = functools.partial(load_from, {GOOD: model, CHALLENGER: model})
+    with serve_gateway(settings_in(tmp_path), loader) as (client, gateway):
+        change = {"challenger": CHALLENGER, "mode": "shadow"}
+        assert client.put("/v1/routing", json=change, headers=ADMIN).status_code == 200
+        records = [die(1), {c: die(2)[c] for c in COLUMNS}]
+        response = client.post("/invocations", json={"dataframe_records": records})
+        assert response.status_code == 200, response.text
+        request_id = response.headers["x-request-id"]
+        deadline = time.monotonic() + 60  # the worker process starts and loads the version
+        while len(rows := gateway.prediction_log.rows(request_id=request_id)) < 4:
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.05)
+    keys = {(r["served"], r["version"], r["die_key"]) for r in rows}
+    generated = next(r["die_key"] for r in rows if r["die_key"].startswith("row:"))
+    assert keys == {
+        (served, version, key)
+        for served, version in ((True, GOOD), (False, CHALLENGER))
+        for key in ("LOT1:1:1:0", generated)
+    }
 
 
 # -- the real server -----------------------------------------------------------------------
