@@ -95,7 +95,8 @@ log = logging.getLogger(__name__)
 # 60 ms per MB on this project's 2-core machine (a 4 MiB body: 0.25 s of a frozen event
 # loop); up to 64 KiB (a die, a batch of a few dozen) a few milliseconds, kept on the loop.
 PARSE_ON_LOOP_BYTES = 64 * 1024
-# Requests counted by every outcome; any other request is counted only when it fails (5xx).
+# Requests counted by every outcome; any other only when the gateway fails it (a 5xx but 503:
+# /readyz answers 503 by design while loading).
 PREDICTION_PATHS = frozenset({"/v1/predict", "/invocations"})
 ADMIN_TOKEN_VARIABLE = ENVIRONMENT["admin_token"][0]
 MAX_DETAIL_CHARS = 500  # of a refusal's message: bounded, whatever the body held
