@@ -28,6 +28,18 @@ _BY_MODEL = ("version", "role", "path")
 # Why a mirrored copy was not scored: the workers already hold ``mirror_max_pending``
 # requests; no worker takes copies (not started, or gone); the worker cannot load the version.
 DROP_REASONS = ("backlog", "no_workers", "not_loaded")
+# What became of a request: answered; refused as the caller's fault (4xx); no champion
+# loaded (503); failed in the gateway (any other 5xx).
+OUTCOMES = ("ok", "client_error", "unavailable", "server_error")
+
+
+def outcome_of(status: int) -> str:
+    """The outcome a response's HTTP status counts as."""
+    if status < 400:
+        return "ok"
+    if status < 500:
+        return "client_error"
+    return "unavailable" if status == 503 else "server_error"
 
 
 class Metrics:
@@ -37,7 +49,14 @@ class Metrics:
         def counter(name: str, text: str, labels=_BY_MODEL) -> Counter:
             return Counter(f"{prefix}_{name}", text, labels, registry=self.registry)
 
-        self._requests = counter("requests", "HTTP prediction requests by outcome.", ("outcome",))
+        self._requests = counter(
+            "requests",
+            "HTTP prediction requests by outcome; server_error also counts any other request "
+            "the gateway failed with a 5xx.",
+            ("outcome",),
+        )
+        for outcome in OUTCOMES:  # at 0 from the start, as the drop reasons
+            self._requests.labels(outcome)
         self._predictions = counter("predictions", "Dies scored, by model version, role and path.")
         self._errors = counter("errors", "Dies whose scoring failed, by model version, role, path.")
         self._shadow_dropped = counter(

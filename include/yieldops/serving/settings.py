@@ -26,6 +26,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mirror_max_pending": ("YIELDOPS_GATEWAY_MIRROR_MAX_PENDING", int),
     "batch_max_dies": ("YIELDOPS_GATEWAY_BATCH_MAX_DIES", int),
     "batch_wait_seconds": ("YIELDOPS_GATEWAY_BATCH_WAIT_SECONDS", float),
+    "max_body_bytes": ("YIELDOPS_GATEWAY_MAX_BODY_BYTES", int),
+    "max_batch": ("YIELDOPS_GATEWAY_MAX_BATCH", int),
     "host": ("YIELDOPS_GATEWAY_HOST", str),
     "port": ("YIELDOPS_GATEWAY_PORT", int),
 }
@@ -39,7 +41,8 @@ class GatewaySettings:
     routing_path: Path = Path("routing.json")
     # Prediction log: any SQLAlchemy URL (SQLite by default).
     log_url: str = "sqlite:///predictions.db"
-    # Bearer token of the admin endpoints; empty: admin endpoints refuse everyone.
+    # Bearer token of the admin endpoints; empty: admin endpoints refuse everyone (403, and
+    # the gateway warns at start).
     admin_token: str = ""
     # Champion when no routing file exists yet; None: the MLflow alias ``champion``.
     initial_champion: int | None = None
@@ -53,7 +56,10 @@ class GatewaySettings:
     # Prediction log writer: rows per insert and the longest wait before writing.
     log_batch_rows: int = 500
     log_flush_seconds: float = 0.2
-    # Records per predict request; more is refused with 413.
+    # Bytes of a request body; a longer one is refused with 413 before it is read (by its
+    # Content-Length, or as soon as a chunked body passes it).
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Records per predict request; more is refused with 413 before any record is parsed.
     max_batch: int = 10_000
     # Requests waiting on one version are scored in one model call of up to this many dies;
     # while requests arrive together, a call first waits this long for more (see batching).
