@@ -346,12 +346,13 @@ def _serving_form(scores: HoldoutScores, config: ProductConfig) -> ServingForm:
     model = _challenger(scores.split.plan.run_dir)
     holdout_features = feature_matrix(holdout, columns)
     form = check_serving_form(model, holdout_features, config.model.serving_tolerance)
-    log.info(
-        "serving form %s: P(good) ONNX vs pipeline differs by up to %s (tolerance %g)",
-        form.form,
-        form.max_abs_diff,
-        form.tolerance,
-    )
+    if form.max_abs_diff is not None:
+        log.info(
+            "ONNX serving form: P(good) within %.3g of the pipeline's on the holdout "
+            "(tolerance %g)",
+            form.max_abs_diff,
+            form.tolerance,
+        )
     return form
 
 
