@@ -159,6 +159,12 @@ class ModelSpec(_Strict):
         description="OpenMP threads for fit and predict; None = every core. Gradient boosting "
         "on a core shared with other tasks runs orders of magnitude slower multi-threaded",
     )
+    serving_tolerance: float = Field(
+        default=1e-4,
+        gt=0,
+        description="largest P(good) difference on the holdout between the ONNX serving form "
+        "and the pipeline; past it the version is not registered (README, 'Serving form')",
+    )
     holdout_lots: int = Field(
         default=1, ge=1, description="newest lots (by MIR start time) held out"
     )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -15,14 +16,16 @@ from threadpoolctl import threadpool_limits
 
 from yieldops.config import Gate, MetricGate, product
 from yieldops.names import model_name
+from yieldops.serving.models import LoadedModel, MlflowLoader
 from yieldops.synth import PRODUCTS, synthesize
-from yieldops.training import registry
+from yieldops.training import predict_good_proba, registry
 from yieldops.training.flow import (
     FeatureSplit,
     Holdout,
     HoldoutScores,
     Registration,
     Rejection,
+    ServingFormMismatch,
     Skipped,
     TrainingPlan,
     build_features,
@@ -177,6 +180,39 @@ def test_a_passing_gate_registers_a_challenger_never_a_champion(registration, sc
         registration.mlflow_run_id,
     )
     assert Registration.from_dict(back) == registration
+
+
+def test_registration_keeps_the_onnx_serving_form_the_gateway_then_serves(registration, split):
+    client = MlflowClient()
+    version = client.get_model_version(MODEL, str(registration.version))
+    assert version.tags["serving.form"] == "onnx"
+    run = client.get_run(registration.mlflow_run_id)
+    assert run.data.tags["serving.form"] == "onnx"
+    assert run.data.metrics["serving_onnx_max_abs_diff"] <= PMIC.model.serving_tolerance
+
+    loaded = LoadedModel.load(MlflowLoader(MODEL, mlflow.get_tracking_uri()), registration.version)
+    holdout = pd.read_parquet(split.plan.run_dir / "holdout.parquet").head(100)
+    dies = holdout[split.feature_columns].to_dict("records")
+    expected = predict_good_proba(loaded.model, holdout, split.feature_columns)
+    assert loaded.form == "onnx"
+    assert np.abs(loaded.predict_good(dies) - expected).max() <= PMIC.model.serving_tolerance
+
+
+def test_an_onnx_form_past_the_tolerance_refuses_the_registration(
+    registration, scores, experiment_id, home
+):
+    strict = PMIC.model_copy(
+        update={"model": PMIC.model.model_copy(update={"serving_tolerance": 1e-12})}
+    )
+
+    with pytest.raises(ServingFormMismatch, match=r"not registered .* past the tolerance 1e-12"):
+        log_and_register(scores, strict, experiment_id, home / "curated")
+
+    versions = MlflowClient().search_model_versions(f"name='{MODEL}'")
+    assert [int(v.version) for v in versions] == [registration.version]
+    refused = mlflow.search_runs([experiment_id], "tags.`serving.form` = 'refused'")
+    assert len(refused) == 1
+    assert refused["tags.serving.reason"][0].startswith("the ONNX form's P(good) differs")
 
 
 def test_the_champion_is_scored_on_the_same_holdout_and_a_failing_gate_registers_nothing(

@@ -13,7 +13,8 @@
   by its key fields as above when it has them all, else by a key generated from its content
   (:mod:`.records`). Same routing, log, mirroring and limits as ``/v1/predict``.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (200 once the champion is
-  loaded), ``GET /metrics`` (Prometheus text), ``GET /v1/routing`` (the table).
+  loaded), ``GET /metrics`` (Prometheus text), ``GET /v1/routing`` (the table, the loaded
+  versions and the form each serves from: ``onnx`` or ``sklearn``).
 - ``PUT /v1/routing`` (fields to change) and ``POST /v1/routing/rollback`` need
   ``Authorization: Bearer <admin token>``: 401 without, 403 when wrong, and 403 saying so
   when the gateway has no admin token (it warns about that at start).
@@ -178,7 +179,9 @@ class Gateway:
             previous = self.current
             loaded = dict(previous.models) if previous else {}
             for version in sorted(routing.versions() - set(loaded)):
-                loaded[version] = await asyncio.to_thread(LoadedModel.load, self.loader, version)
+                loaded[version] = await asyncio.to_thread(
+                    LoadedModel.load, self.loader, version, self.settings.model_threads
+                )
             keep = routing.versions()
             if previous is not None:  # the previous champion stays warm for a switch back
                 keep.add(previous.routing.champion)
@@ -435,7 +438,10 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
         state = gateway.current
         if state is None:
             raise HTTPException(503, gateway.load_error or "no routing yet")
-        return JSONResponse({**state.routing.to_dict(), "loaded": sorted(state.models)})
+        forms = {str(v): state.models[v].form for v in sorted(state.models)}
+        return JSONResponse(
+            {**state.routing.to_dict(), "loaded": sorted(state.models), "forms": forms}
+        )
 
     @app.put("/v1/routing")
     async def put_routing(request: Request) -> JSONResponse:

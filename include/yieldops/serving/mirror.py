@@ -342,7 +342,7 @@ class Window:
 
 class MirrorWorker:
     def __init__(self, settings: GatewaySettings, loader: Loader) -> None:
-        self.models = WorkerModels(loader)
+        self.models = WorkerModels(loader, settings.model_threads)
         self.table = PredictionTable(settings.log_url)
         self.threads = OpenMPThreads(settings.model_threads)
         self.batch_rows = settings.log_batch_rows
@@ -397,8 +397,9 @@ class MirrorWorker:
 class WorkerModels:
     """The versions a worker has loaded, loaded on first use."""
 
-    def __init__(self, loader: Loader) -> None:
+    def __init__(self, loader: Loader, threads: int | None) -> None:
         self.loader = loader
+        self.threads = threads
         self.loaded: dict[int, LoadedModel] = {}
         self.failed_at: dict[int, float] = {}
 
@@ -415,7 +416,7 @@ class WorkerModels:
         if failed is not None and time.monotonic() - failed < LOAD_RETRY_SECONDS:
             return None
         try:
-            model = LoadedModel.load(self.loader, version)
+            model = LoadedModel.load(self.loader, version, self.threads)
         except Exception:
             log.exception("the mirror worker could not load version %s", version)
             self.failed_at[version] = time.monotonic()

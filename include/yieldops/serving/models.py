@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,31 +15,66 @@ import pandas as pd
 from ..features import feature_matrix
 from ..settings import _home
 from ..training.model import feature_columns_of
+from ..training.serving_form import ONNX, SKLEARN, onnx_good_proba, onnx_session
 
-# version -> fitted model. It must pickle (a module-level function, a partial of one, a
-# small dataclass): the mirror worker process gets a copy and loads versions itself.
+log = logging.getLogger(__name__)
+
+# version -> fitted model, or its ModelForms. It must pickle (a module-level function, a
+# partial of one, a small dataclass): the mirror worker process gets a copy and loads
+# versions itself.
 Loader = Callable[[int], Any]
 MAX_ERROR_CHARS = 1000
 
 
 @dataclass(frozen=True)
+class ModelForms:
+    """A registered version: the scikit-learn pipeline (the reference) and, when
+    registration compiled one, its ONNX serving form."""
+
+    pipeline: Any
+    onnx: bytes | None = None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
+    """A version ready to score: the pipeline, and the ONNX Runtime session that scores in
+    its place when the version has an ONNX form (None: the pipeline scores)."""
+
     version: int
     model: Any
     columns: tuple[str, ...]
+    session: Any = None
 
     @classmethod
-    def load(cls, loader: Loader, version: int) -> LoadedModel:
-        model = loader(version)
-        return cls(version, model, tuple(feature_columns_of(model)))
+    def load(cls, loader: Loader, version: int, threads: int | None = 1) -> LoadedModel:
+        """The version from ``loader``; its ONNX form gets one session with ``threads``
+        intra-op threads (one: each call runs in its caller's thread)."""
+        found = loader(version)
+        forms = found if isinstance(found, ModelForms) else ModelForms(found)
+        columns = tuple(feature_columns_of(forms.pipeline))
+        session = None
+        if forms.onnx is not None:
+            try:
+                session = onnx_session(forms.onnx, threads)
+            except Exception:  # the pipeline is the reference: it serves instead
+                log.exception("version %s: ONNX Runtime refused its ONNX form", version)
+        return cls(version, forms.pipeline, columns, session)
+
+    @property
+    def form(self) -> str:
+        """Which form answers: ``onnx`` or ``sklearn``."""
+        return SKLEARN if self.session is None else ONNX
 
     def predict_good(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """P(good) of each record (missing features are NaN: the pipeline imputes them)."""
+        """P(good) of each record (missing features are NaN: the model imputes them)."""
         frame = pd.DataFrame.from_records(list(features))
-        proba = self.model.predict_proba(feature_matrix(frame, self.columns))
+        matrix = feature_matrix(frame, self.columns)
         classes = list(self.model.classes_)
+        if self.session is not None:
+            return onnx_good_proba(self.session, matrix, classes)
         if 1 not in classes:
             return np.zeros(len(frame))
+        proba = self.model.predict_proba(matrix)
         return np.asarray(proba[:, classes.index(1)], dtype="float64")
 
 
@@ -93,11 +129,11 @@ class MlflowLoader:
         if not self.model_name:
             raise ValueError("the gateway needs a model name to load from MLflow")
 
-    def __call__(self, version: int) -> Any:
+    def __call__(self, version: int) -> ModelForms:
         from ..training import registry  # lazily: mlflow is heavy
 
         registry.use_configured_store(_home(), self.tracking_uri or None)
-        return registry.load_version(self.model_name, version)
+        return ModelForms(*registry.load_serving_forms(self.model_name, version))
 
 
 def mlflow_champion(model_name: str, tracking_uri: str = "") -> int | None:

@@ -1,7 +1,8 @@
 """One training run of a product, step by step: the work of the ``yield_training`` tasks.
 
 plan_training, build_features (or Skipped: not enough data), train_challenger,
-evaluate_challenger, judge (the gate), then log_and_register or log_rejected.
+evaluate_challenger, judge (the gate), then log_and_register (with the model's ONNX
+serving form, checked against it) or log_rejected.
 
 Steps hand each other small frozen records (``to_dict``/``from_dict``: plain JSON, e.g.
 for XCom). The bulky parts stay in the run's folder ``<home>/training/<product>/<run>/``:
@@ -34,6 +35,7 @@ from ..names import model_name
 from .evaluation import evaluate, no_skill_key
 from .gate import GateResult, gate
 from .model import feature_columns_of, load_model_file, predict_good_proba, save_model_file, train
+from .serving_form import ServingForm, check_serving_form
 
 log = logging.getLogger(__name__)
 
@@ -307,16 +309,51 @@ def log_and_register(
     scores: HoldoutScores, config: ProductConfig, experiment_id: str, curated_dir: Path
 ) -> Registration:
     """Log the run, register its model as a new version with alias ``challenger`` (never
-    ``champion``)."""
+    ``champion``), with its ONNX serving form when it converts; ServingFormMismatch (the
+    run logged, nothing registered) when the ONNX form differs past the tolerance."""
     from .registry import register_challenger
 
     verdict = _verdict(scores)
-    mlflow_run = _log_run(scores, config, experiment_id, curated_dir, {"gate": "passed"})
+    form = _serving_form(scores, config)
+    mlflow_run = _log_run(scores, config, experiment_id, curated_dir, {"gate": "passed"}, form)
     name = model_name(scores.split.plan.product)
-    version = register_challenger(mlflow_run, name, verdict.to_dict())
-    log.info("registered %s version %s as challenger (MLflow run %s)", name, version, mlflow_run)
+    if form.refused:
+        raise ServingFormMismatch(f"{name} not registered (MLflow run {mlflow_run}): {form.reason}")
+    if form.onnx is None:
+        log.warning(
+            "%s: no ONNX serving form, the gateway will serve sklearn: %s", name, form.reason
+        )
+    version = register_challenger(mlflow_run, name, verdict.to_dict(), form.tags())
+    log.info(
+        "registered %s version %s as challenger (MLflow run %s), serving form %s",
+        name,
+        version,
+        mlflow_run,
+        form.form,
+    )
     logged = _logged(scores, verdict, mlflow_run, experiment_id)
     return Registration(**logged, model=name, version=version)
+
+
+class ServingFormMismatch(RuntimeError):
+    """The ONNX serving form does not give the pipeline's probabilities: not registered."""
+
+
+def _serving_form(scores: HoldoutScores, config: ProductConfig) -> ServingForm:
+    """The challenger compiled to ONNX and compared with it on the holdout."""
+    columns = scores.split.feature_columns
+    _, holdout = _frames(scores.split.plan.run_dir)
+    model = _challenger(scores.split.plan.run_dir)
+    holdout_features = feature_matrix(holdout, columns)
+    form = check_serving_form(model, holdout_features, config.model.serving_tolerance)
+    if form.max_abs_diff is not None:
+        log.info(
+            "ONNX serving form: P(good) within %.3g of the pipeline's on the holdout "
+            "(tolerance %g)",
+            form.max_abs_diff,
+            form.tolerance,
+        )
+    return form
 
 
 def log_rejected(
@@ -357,6 +394,7 @@ def _log_run(
     experiment_id: str,
     curated_dir: Path,
     tags: dict[str, str],
+    serving_form: ServingForm | None = None,
 ) -> str:
     """The MLflow run of this training, whatever the gate said; its id."""
     from .registry import log_training_run
@@ -381,6 +419,7 @@ def _log_run(
         pictures=holdout_pictures(holdout, probability, evaluation, config),
         run_name=f"{plan.product} {plan.run_id}",
         tags={"airflow_run_id": plan.run_id, "holdout": scores.split.holdout.note, **tags},
+        serving_form=serving_form,
     )
 
 

@@ -11,6 +11,9 @@ No Airflow here: the training DAG's tasks call these functions.
   does not know; the types a model needs are listed at logging time, checked against
   the packages we trust, and stored in the MLmodel file, so ``mlflow.sklearn.load_model``
   and ``mlflow.pyfunc.load_model`` load it with no further argument.
+- The serving form: an ONNX graph of the pipeline (``serving/model.onnx`` in the logged
+  model, beside the skops file) when registration found it faithful
+  (:mod:`.serving_form`); the version is still the skops sklearn model.
 - Registration sets the alias ``challenger``. ``champion`` belongs to the rollout and is
   never moved here.
 """
@@ -39,6 +42,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from ..names import experiment_name
 from .model import trusted_types
+from .serving_form import MAX_DIFF_METRIC, ONNX, ONNX_FILE, SERVING_DIR, ServingForm
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -138,6 +142,7 @@ def log_training_run(
     pictures: Mapping[str, bytes | str | Path] | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    serving_form: ServingForm | None = None,
 ) -> str:
     """Record one training run in MLflow and return its run id.
 
@@ -152,6 +157,8 @@ def log_training_run(
       and ``lineage.json`` (``lineage`` plus feature columns and row counts). Expected
       shape: ``{"train": {"lots": [...], "files": [...]}, "holdout": {...}, ...}``.
     - tag ``git_commit``; ``pictures`` (file name -> PNG bytes or a path) under ``plots/``.
+    - ``serving_form``: its tags and difference, and its ONNX graph beside the model when
+      it serves.
     """
     record = _lineage_record(lineage, train_features, holdout_features)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
@@ -161,7 +168,9 @@ def log_training_run(
         _log_datasets(train_features, train_labels, holdout_features, holdout_labels, data_source)
         mlflow.log_dict(record, "lineage.json")
         _log_pictures(pictures or {})
-        log_model(model, train_features)
+        logged = log_model(model, train_features)
+        if serving_form is not None:
+            _log_serving_form(logged.model_id, serving_form)
         return run.info.run_id
 
 
@@ -179,6 +188,20 @@ def log_model(model: Any, features: Any) -> Any:
         # Given rather than inferred: inference loads the model in a subprocess (seconds).
         pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
     )
+
+
+def _log_serving_form(model_id: str, serving_form: ServingForm) -> None:
+    """The form's tags and P(good) difference on the run; its ONNX graph in the logged
+    model's ``serving/`` folder, only when it is the form that serves."""
+    mlflow.set_tags(serving_form.tags())
+    if serving_form.max_abs_diff is not None:
+        mlflow.log_metric(MAX_DIFF_METRIC, serving_form.max_abs_diff)
+    if serving_form.form != ONNX or serving_form.onnx is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="yieldops-onnx-") as folder:
+        path = Path(folder, ONNX_FILE)
+        path.write_bytes(serving_form.onnx)
+        MlflowClient().log_model_artifact(model_id, str(path), SERVING_DIR)
 
 
 def skops_trusted_types(model: Any) -> list[str]:
@@ -310,13 +333,19 @@ def run_pictures(run_id: str) -> dict[str, bytes]:
 # -- registry ------------------------------------------------------------------------------
 
 
-def register_challenger(run_id: str, model_name: str, gate_result: Mapping[str, Any]) -> int:
-    """Register the run's model as a new version tagged with the gate, alias ``challenger``.
-    The checks' figures go in ``gate.checks`` without their reasons (those are in
-    ``gate.reasons``), so the JSON stays whole within an MLflow tag's length."""
+def register_challenger(
+    run_id: str,
+    model_name: str,
+    gate_result: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+) -> int:
+    """Register the run's model as a new version tagged with the gate (and ``tags``), alias
+    ``challenger``. The checks' figures go in ``gate.checks`` without their reasons (those
+    are in ``gate.reasons``), so the JSON stays whole within an MLflow tag's length."""
     checks = [{k: v for k, v in c.items() if k != "reason"} for c in gate_result.get("checks", [])]
-    tags = gate_tags({**gate_result, "checks": checks})
-    version = mlflow.register_model(logged_model_uri(run_id), model_name, tags=tags).version
+    version_tags = {**gate_tags({**gate_result, "checks": checks}), **(tags or {})}
+    uri = logged_model_uri(run_id)
+    version = mlflow.register_model(uri, model_name, tags=version_tags).version
     MlflowClient().set_registered_model_alias(model_name, CHALLENGER, str(version))
     return int(version)
 
@@ -357,6 +386,17 @@ def alias_version(model_name: str, alias: str) -> int | None:
 def load_version(model_name: str, version: int) -> Any:
     """The scikit-learn model of one registered version."""
     return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+
+
+def load_serving_forms(model_name: str, version: int) -> tuple[Any, bytes | None]:
+    """The scikit-learn model of one registered version and its ONNX graph (None when the
+    version has no serving form), from one download of the version's files."""
+    with tempfile.TemporaryDirectory(prefix="yieldops-model-") as folder:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}", dst_path=folder
+        )
+        onnx = Path(local, SERVING_DIR, ONNX_FILE)
+        return mlflow.sklearn.load_model(local), onnx.read_bytes() if onnx.is_file() else None
 
 
 def load_alias(model_name: str, alias: str) -> Any:
