@@ -77,10 +77,11 @@ def register_models(work: Path) -> tuple[str, str, Traffic]:
 
     from yieldops.config import product
     from yieldops.curated.dataset import write_file_tables
-    from yieldops.features import build_feature_table
+    from yieldops.features import build_feature_table, feature_matrix
     from yieldops.stdf import read_tables
     from yieldops.synth import PRODUCTS, synthesize
     from yieldops.training import registry, train
+    from yieldops.training.serving_form import check_serving_form
 
     config = product(PRODUCT)
     paths = synthesize(
@@ -97,12 +98,17 @@ def register_models(work: Path) -> tuple[str, str, Traffic]:
     # The benchmark's own store, whatever MLFLOW_TRACKING_URI says.
     experiment = registry.open_experiment(PRODUCT, work, registry.default_tracking_uri(work))
     model_name = registered_model(PRODUCT)
+    newest = table.lots[-1]
+    holdout = feature_matrix(frame[frame["lot_id"] == newest], columns)
     for lots in (table.lots[:1], table.lots[:2]):
         training = frame[frame["lot_id"].isin(lots)]
+        model = train(training, columns, config.model)
         with mlflow.start_run(experiment_id=experiment) as run:
-            registry.log_model(train(training, columns, config.model), training[columns])
+            logged = registry.log_model(model, training[columns])
+            # The serving form as training registers it: the gateway scores ONNX Runtime.
+            form = check_serving_form(model, holdout, config.model.serving_tolerance)
+            registry.log_serving_form(logged.model_id, form)
         registry.register_challenger(run.info.run_id, model_name, {"passed": True})
-    newest = table.lots[-1]
     traffic = Traffic(frame[frame["lot_id"] == newest].reset_index(drop=True), columns, newest)
     return mlflow.get_tracking_uri(), model_name, traffic
 

@@ -170,7 +170,7 @@ def log_training_run(
         _log_pictures(pictures or {})
         logged = log_model(model, train_features)
         if serving_form is not None:
-            _log_serving_form(logged.model_id, serving_form)
+            log_serving_form(logged.model_id, serving_form)
         return run.info.run_id
 
 
@@ -190,7 +190,7 @@ def log_model(model: Any, features: Any) -> Any:
     )
 
 
-def _log_serving_form(model_id: str, serving_form: ServingForm) -> None:
+def log_serving_form(model_id: str, serving_form: ServingForm) -> None:
     """The form's tags and P(good) difference on the run; its ONNX graph in the logged
     model's ``serving/`` folder, only when it is the form that serves."""
     mlflow.set_tags(serving_form.tags())
