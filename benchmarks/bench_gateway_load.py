@@ -45,6 +45,9 @@ from bench_gateway import free_port, register_models, start_gateway, stop
 
 STARTUP_TIMEOUT = 180.0
 WARMUP_SECONDS = 2.0
+# An open-loop request unanswered this long counts as failed (a server behind its rate
+# would otherwise hold the run for as long as its backlog).
+OPEN_LOOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
         async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
             await r.read()
             return r.status == 200
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):  # refused, dropped, or past the timeout
         return False
 
 
@@ -185,7 +188,7 @@ async def closed_loop(server: Server, batch: int, clients: int, seconds: float, 
 async def open_loop(server: Server, batch: int, rate: float, seconds: float, run: Run) -> None:
     bodies = server.bodies[batch]
     connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=60)
+    timeout = aiohttp.ClientTimeout(total=OPEN_LOOP_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.perf_counter()
 
