@@ -103,7 +103,12 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self.prediction_log = PredictionLog(s.log_url, s.log_batch_rows, s.log_flush_seconds)
+        self.prediction_log = PredictionLog(
+            s.log_url,
+            s.log_batch_rows,
+            s.log_flush_seconds,
+            on_lost=lambda rows: self.metrics.prediction_log_lost("gateway", rows),
+        )
         self._startup = asyncio.create_task(self._initial_routing())
 
     async def stop(self) -> None:
