@@ -8,7 +8,10 @@ still refuses is the only one lost: counted, logged with the reason, and in the 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -176,3 +179,28 @@ def test_the_gateway_exports_the_rows_its_log_lost(tmp_path):
         metrics = client.get("/metrics").text
     assert 'yieldops_gateway_prediction_log_lost_rows_total{writer="gateway"} 1.0' in metrics
     assert 'yieldops_gateway_prediction_log_lost_rows_total{writer="mirror"} 0.0' in metrics
+
+
+def test_a_steady_trickle_of_rows_is_written_without_waiting_for_a_full_batch(tmp_path):
+    """Rows arriving faster than ``flush_seconds`` apart are still written once the first
+    has waited that long: a rollout step's window sees them while the traffic goes on."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_rows=10**6, flush_seconds=0.5)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for i in itertools.count():
+            if stop.wait(0.005):
+                return
+            log.add([row(f"L1:W1:{i}:0")])
+
+    adder = threading.Thread(target=trickle)
+    adder.start()
+    try:
+        deadline = time.monotonic() + 30  # a guard against a hang, not a speed check
+        while not log.rows() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert log.rows() and adder.is_alive()
+    finally:
+        stop.set()
+        adder.join()
+        log.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -182,20 +183,27 @@ class PredictionLog(PredictionTable):
         super().close()
 
     def _run(self) -> None:
+        """Write once ``batch_rows`` rows wait or the first of them has waited
+        ``flush_seconds``: a steady trickle of rows is written as often as a burst."""
         pending: dict[Table, list[dict[str, Any]]] = {}
+        waiting, due = 0, 0.0
         while True:
+            timeout = max(0.0, due - time.monotonic()) if waiting else None
             try:
-                item = self._queue.get(timeout=self.flush_seconds)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if isinstance(item, tuple):
                 table, row = item
                 pending.setdefault(table, []).append(row)
-                if sum(map(len, pending.values())) < self.batch_rows:
+                waiting += 1
+                if waiting == 1:
+                    due = time.monotonic() + self.flush_seconds
+                if waiting < self.batch_rows and time.monotonic() < due:
                     continue
             for table, rows in pending.items():
                 self.write(rows, table)
-            pending = {}
+            pending, waiting = {}, 0
             if isinstance(item, threading.Event):
                 item.set()
             elif item is _STOP:
