@@ -45,7 +45,7 @@ class GatewaySettings:
     # Mirrored copies are scored by worker processes, not in the gateway's interpreter.
     mirror_processes: int = 1
     # Copies are dropped (counted) past this many dies waiting, never queued without end:
-    # ~10 MB of request bodies, several seconds of a busy test floor's traffic.
+    # seconds of a busy test floor's traffic; the bodies take ~25 bytes a test a die.
     mirror_max_pending: int = 10_000
     # Added to the workers' nice value: when the CPU is short, the callers get it first.
     mirror_niceness: int = 10
