@@ -152,11 +152,12 @@ class MirrorPool:
         """Spawn the workers unless they run; raises when the loader does not pickle."""
         if self._copies is not None:
             return
-        self._drop_log = await asyncio.to_thread(
-            PredictionLog,
-            self._settings.log_url,
-            on_lost=lambda rows: self._metrics.prediction_log_lost("gateway", rows),
-        )
+        if self._drop_log is None:
+            self._drop_log = await asyncio.to_thread(
+                PredictionLog,
+                self._settings.log_url,
+                on_lost=lambda rows: self._metrics.prediction_log_lost("gateway", rows),
+            )
         context = multiprocessing.get_context("spawn")
         copies_out, copies_in = context.Pipe(duplex=False)
         reports_out, reports_in = context.Pipe(duplex=False)
@@ -233,7 +234,16 @@ class MirrorPool:
         self._dropping += copy.dies
 
     async def stop(self) -> None:
-        """Let the workers finish the queued copies, then end them (by handle)."""
+        """Let the workers finish the queued copies, then end them (by handle); close the
+        record of dropped copies."""
+        try:
+            await self._stop_workers()
+        finally:
+            if self._drop_log is not None:
+                await asyncio.to_thread(self._drop_log.close)
+                self._drop_log = None
+
+    async def _stop_workers(self) -> None:
         if self._copies is None:
             return
         if self._reports_closed is None:  # start() sets it before the copies pipe
@@ -250,9 +260,6 @@ class MirrorPool:
         self._copies = self._reports_closed = None
         self._workers, self._locks = [], ()
         self.backlog = 0  # whatever a terminated worker held is lost
-        if self._drop_log is not None:
-            await asyncio.to_thread(self._drop_log.close)
-            self._drop_log = None
 
     def _take_report(self, report: Report) -> None:
         for version, role, dies, errors, seconds in report.calls:
