@@ -56,7 +56,10 @@ target, in order; a target starts only after the previous one passed):
    test), latency (Mann-Whitney U, p95 limit), accuracy on labelled dies
    against the champion on the same dies (McNemar), prediction shift (KS,
    PSI), and agreement in shadow. Inconclusive waits longer, up to the step
-   limit. A failed verdict routes the target back to the champion at once.
+   limit. A failed verdict (or one still undecided at the limit) routes the
+   target back to the champion at once; so does a step that reaches its limit
+   without enough of the challenger's samples to judge it (*no evidence*: its
+   mirrored copies dropped, no traffic, no labels), which aborts the rollout.
 
 A plan that cannot be (a model or version MLflow does not have, a step this
 deployment does not offer) fails at once, without retry, and the run note says what
@@ -66,7 +69,9 @@ target serves the new version as champion (the old one stays loaded) and the
 MLflow alias `champion` moves; ex-champions keep `champion.since/until` tags.
 **rollback** runs after any failure: every target back to the champion, the
 challenger tagged `rollout.status=rejected` with the reason and the numbers,
-a notification. Every routing change and verdict is in the audit table
+a notification; a rollout aborted for insufficient evidence tags it
+`rollout.status=aborted` instead (never judged, never rejected: it stays
+challenger and can be rolled out again). Every routing change and verdict is in the audit table
 `yieldops_rollout_audit` (`YIELDOPS_ROLLOUT_DB_URL`) and the run note.
 
 The first model (no champion yet) is promoted after its offline checks.
@@ -128,7 +133,8 @@ YAML: host, port, password = admin token, extra `prediction_log_url`).
         ),
         "max_step_seconds": Param(
             1800, type="integer", minimum=1, title="Step limit (s)",
-            description="An inconclusive step waits up to this long, then rolls back.",
+            description="An inconclusive step waits up to this long, then rolls back: "
+            "rejected when judged worse, aborted when it never had enough samples.",
         ),
         "poll_seconds": Param(
             SETTINGS.rollout_poll_seconds, type="number", exclusiveMinimum=0,

@@ -15,12 +15,13 @@ from yieldops_airflow.sensors import step_trigger
 
 
 class AnalyseStepOperator(BaseOperator):
-    """Judges a rollout step on its prediction-log window.
+    """Judges a rollout step on its prediction-log window (``flow.decide_step``).
 
-    pass: returns the verdict. fail: routes the target back to the champion before
-    anything else (the rollback clock starts at the verdict), then fails the task, which
-    triggers the DAG's rollback task. inconclusive: defers for another step duration and
-    judges again, until the step's time limit; still inconclusive then counts as a failure.
+    pass: returns the verdict. inconclusive: defers for another step duration and judges
+    again, until the step's time limit. fail, or still inconclusive at the limit: routes the
+    target back to the champion before anything else (the rollback clock starts at the
+    verdict), then fails the task, which triggers the DAG's rollback task; that rejects the
+    challenger, or aborts the rollout when the step never had the evidence to judge it.
     """
 
     template_fields = ("rollout", "step")
@@ -36,29 +37,18 @@ class AnalyseStepOperator(BaseOperator):
         with rollout_services() as services:
             judged = flow.judge_step(plan, step, services)
             decided_at = time.monotonic()
-            reason = self.failure(plan, step, judged)
-            if reason is None:
+            for check in judged.verdict.checks:
+                self.log.info("%s: %s: %s", check.name, check.verdict.value, check.reason)
+            decision = flow.decide_step(plan, judged)
+            if decision.action == flow.PASSED:
                 return judged.to_dict()
-            flow.roll_back_step(plan, step, judged, reason, decided_at, services)
-        raise AirflowFailException(reason)
-
-    def failure(
-        self, plan: RolloutPlan, step: RoutedStep, judged: flow.StepJudgement
-    ) -> str | None:
-        """Why the step failed; None when it passed. Defers while an inconclusive step has
-        time left."""
-        for check in judged.verdict.checks:
-            self.log.info("%s: %s: %s", check.name, check.verdict.value, check.reason)
-        outcome, reason = judged.verdict.verdict.value, judged.verdict.summary
-        if outcome == "pass":
-            return None
-        elapsed, limit = step.elapsed_seconds(), plan.timing.max_step_seconds
-        if outcome == "inconclusive" and elapsed < limit:
-            self.log.info("inconclusive after %.0f s: waiting longer (%s)", elapsed, reason)
-            self.defer(
-                trigger=step_trigger(plan, step, elapsed + plan.timing.step_seconds),
-                method_name="execute",
-            )
-        if outcome == "inconclusive":
-            return f"still inconclusive after {elapsed:.0f} s (limit {limit} s): {reason}"
-        return reason
+            if decision.action == flow.WAIT:
+                self.log.info("%s: waiting longer", decision.reason)
+                self.defer(
+                    trigger=step_trigger(
+                        plan, step, judged.elapsed_seconds + plan.timing.step_seconds
+                    ),
+                    method_name="execute",
+                )
+            flow.roll_back_step(plan, step, judged, decision, decided_at, services)
+        raise AirflowFailException(decision.reason)

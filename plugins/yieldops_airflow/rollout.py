@@ -125,10 +125,13 @@ def rollback(rollout: dict | None, failed_tasks: list[str]) -> dict:
     planned = RolloutPlan.from_dict(rollout)
     with rollout_services() as services:
         done = flow.roll_back(planned, failed_tasks, services)
+    ended = (
+        "rolled back" if done.ending.status == flow.REJECTED else "aborted, insufficient evidence"
+    )
     YieldopsNotifier().send(
-        f"model_rollout: {planned.model} v{planned.version} rolled back",
-        {"run_id": planned.run_id, "reason": done.reason, "targets": done.restored,
-         "numbers": done.numbers},
+        f"model_rollout: {planned.model} v{planned.version} {ended}",
+        {"run_id": planned.run_id, "status": done.ending.status, "reason": done.reason,
+         "targets": done.restored, "numbers": done.numbers},
     )  # fmt: skip
     set_run_note(DAG_ID, planned.run_id, done.note)
     return done.to_dict()

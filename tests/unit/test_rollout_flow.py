@@ -208,9 +208,8 @@ def test_a_failed_step_goes_back_to_the_champion_at_once(services, gateway):
     planned = plan(services)
     step = flow.route_step(planned, TARGET, "shadow", services)
     verdict = flow.StepJudgement(_failed_verdict(), 3.0)
-    details = flow.roll_back_step(
-        planned, step, verdict, "fail (agreement)", time.monotonic(), services
-    )
+    decision = flow.StepDecision(flow.REJECT, "fail (agreement)")
+    details = flow.roll_back_step(planned, step, verdict, decision, time.monotonic(), services)
     assert gateway.routing()["mode"] == "off" and details["routing"]["champion"] == 1
     assert details["verdict"]["elapsed_seconds"] == 3.0
     last = services.audit.rows(run_id=ORIGIN.run_id)[-1]
@@ -222,6 +221,14 @@ def _failed_verdict():
     from yieldops.rollout.analysis import Check, Verdict, judge
 
     return judge([Check("agreement", Verdict.FAIL, {"agreement": 0.5}, "agreement 50%")])
+
+
+def _verdict_without_evidence():
+    from yieldops.rollout.analysis import Check, Verdict, judge
+
+    numbers = {"champion_n": 990, "challenger_n": 0, "min_samples": 60}
+    reason = "too few samples (champion_n 990, challenger_n 0; need 60 each)"
+    return judge([Check("latency", Verdict.INCONCLUSIVE, numbers, reason, too_few_samples=True)])
 
 
 # -- the end ---------------------------------------------------------------------------------
@@ -260,6 +267,36 @@ def test_a_rollback_restores_the_champion_and_rejects_the_version_with_the_faili
     assert (tags["rollout.status"], tags["rollout.reason"]) == ("rejected", done.reason)
     assert registry.alias_version(MODEL, registry.CHAMPION) == 1
     assert done.note.startswith(f"Rolled back: {done.reason}.\n")
+
+
+def test_a_step_without_evidence_aborts_the_rollout_and_never_rejects_the_version(
+    services, gateway
+):
+    from mlflow import MlflowClient
+
+    planned = plan(services)
+    step = flow.route_step(planned, TARGET, "shadow", services)
+    judged = flow.StepJudgement(_verdict_without_evidence(), 2.0, {"challenger v2": 990})
+    decision = flow.decide_step(planned, judged)
+    assert decision.action == flow.ABORT
+    flow.roll_back_step(planned, step, judged, decision, time.monotonic(), services)
+    assert gateway.routing()["mode"] == "off"  # the challenger is off the traffic at once
+    done = flow.roll_back(planned, ["pmic-local.shadow.analyse"], services)
+    assert done.ending.status == "aborted" and done.to_dict()["status"] == "aborted"
+    assert done.reason.startswith("pmic-local/shadow: insufficient evidence after 2 s")
+    assert "mirrored copies dropped: challenger v2 990 dies" in done.reason
+    tags = MlflowClient().get_model_version(MODEL, "2").tags
+    assert (tags["rollout.status"], tags["rollout.reason"]) == ("aborted", done.reason)
+    assert "rollout.rejected_at" not in tags
+    # never judged: it stays the challenger a later run may judge
+    assert registry.alias_version(MODEL, registry.CHALLENGER) == 2
+    records = services.audit.rows(run_id=ORIGIN.run_id)
+    assert [(r["event"], r["verdict"]) for r in records[-2:]] == [
+        ("rollback", "no_evidence"),
+        ("aborted", "no_evidence"),
+    ]
+    assert "rejected" not in {r["event"] for r in records}
+    assert done.note.startswith(f"Aborted, insufficient evidence: {done.reason}.\n")
 
 
 def test_a_rollback_after_a_failed_promotion_gives_the_alias_back(services, gateway):

@@ -200,6 +200,7 @@ def test_too_few_samples_show_the_counts_and_what_is_needed(records):
     rows = _steps_grid(_Page(render_html(overview([FAB_A], first_shadow_only, _routing))))
     accuracy = next(r for r in rows if r["check"].startswith("accuracy"))
     assert accuracy["check verdict"] == "inconclusive"
+    assert rows[0]["step verdict"] == "inconclusive, no evidence"  # every check short
     assert (accuracy["challenger"], accuracy["champion"], accuracy["p-value"]) == ("-", "-", "-")
     assert accuracy["samples (challenger / champion)"].endswith("(need 50)")
 

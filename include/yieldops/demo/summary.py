@@ -12,7 +12,7 @@ from typing import Any
 
 WIDTH = 100
 # The audit events a summary shows: what was decided and why (not every routing change).
-DECISIONS = ("offline_check", "verdict", "rollback", "rejected", "promoted")
+DECISIONS = ("offline_check", "verdict", "rollback", "rejected", "aborted", "promoted")
 
 
 def wrap(text: str, indent: str = "  ", hang: str = "    ") -> list[str]:

@@ -6,7 +6,7 @@ folds the checks into the step's verdict.
 
 Rules shared by the comparative checks (error rate, latency, accuracy):
 
-- inconclusive while either side has fewer than ``min_samples`` samples;
+- inconclusive while either side has fewer than ``min_samples`` samples (no evidence yet);
 - fail when the challenger is significantly worse (one-sided test at ``alpha``) *and* worse
   by more than the practical tolerance: with enough traffic any tiny difference becomes
   significant, and a difference that is not significant may be noise;
@@ -17,6 +17,12 @@ Rules shared by the comparative checks (error rate, latency, accuracy):
 Shift and agreement are guards rather than tests: shift fails on the PSI alone (the KS test
 is reported, but on thousands of samples it flags differences too small to matter), and
 agreement fails on the observed share of identical answers.
+
+An inconclusive step is one of two things, told apart because they end differently: *no
+evidence* (every undecided check lacks samples: nothing says the challenger is worse, so
+a step that runs out of time with none is aborted, never a rejection) or *undecided* (a
+check saw the challenger worse beyond its tolerance, not yet significantly: running out of
+time then counts as a failure).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class Check:
     verdict: Verdict
     numbers: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # Inconclusive for want of samples, not because the test could not decide.
+    too_few_samples: bool = False
 
     def to_dict(self) -> dict:
         numbers = {key: _json_number(value) for key, value in self.numbers.items()}
@@ -61,6 +69,7 @@ class Check:
             "verdict": self.verdict.value,
             "numbers": numbers,
             "reason": self.reason,
+            "too_few_samples": self.too_few_samples,
         }
 
 
@@ -69,33 +78,43 @@ class StepVerdict:
     verdict: Verdict
     checks: list[Check]
     summary: str
+    # Inconclusive only because checks lack samples: no evidence either way.
+    no_evidence: bool = False
 
     def to_dict(self) -> dict:
         return {
             "verdict": self.verdict.value,
+            "no_evidence": self.no_evidence,
             "summary": self.summary,
             "checks": [check.to_dict() for check in self.checks],
         }
 
 
+TOO_FEW = "too few samples"
+
+
 def judge(checks: Sequence[Check]) -> StepVerdict:
-    """Fail if any check fails, inconclusive if any is inconclusive, pass otherwise."""
+    """Fail if any check fails, inconclusive if any is inconclusive, pass otherwise; an
+    inconclusive step whose undecided checks all lack samples has no evidence."""
     if not checks:
         raise ValueError("judge needs at least one check")
-    by_verdict = {v: [c.name for c in checks if c.verdict is v] for v in Verdict}
-    if by_verdict[Verdict.FAIL]:
+    groups: dict[str, list[str]] = {v.value: [] for v in Verdict}
+    groups[TOO_FEW] = []
+    for check in checks:
+        groups[TOO_FEW if check.too_few_samples else check.verdict.value].append(check.name)
+    undecided = groups[Verdict.INCONCLUSIVE.value]
+    if groups[Verdict.FAIL.value]:
         verdict = Verdict.FAIL
-    elif by_verdict[Verdict.INCONCLUSIVE]:
+    elif undecided or groups[TOO_FEW]:
         verdict = Verdict.INCONCLUSIVE
     else:
         verdict = Verdict.PASS
+    no_evidence = verdict is Verdict.INCONCLUSIVE and not undecided
     # Worst first, so the reason for the verdict leads the summary.
-    parts = [
-        f"{v.value}: {', '.join(by_verdict[v])}"
-        for v in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.PASS)
-        if by_verdict[v]
-    ]
-    return StepVerdict(verdict, list(checks), f"{verdict.value} ({'; '.join(parts)})")
+    order = (Verdict.FAIL.value, Verdict.INCONCLUSIVE.value, TOO_FEW, Verdict.PASS.value)
+    parts = "; ".join(f"{group}: {', '.join(groups[group])}" for group in order if groups[group])
+    headline = "inconclusive, no evidence" if no_evidence else verdict.value
+    return StepVerdict(verdict, list(checks), f"{headline} ({parts})", no_evidence)
 
 
 def error_rate_check(
@@ -354,8 +373,9 @@ def _explain(verdict: Verdict) -> str:
 
 def _too_few(name: str, sizes: Mapping[str, float], min_samples: int) -> Check:
     counts = ", ".join(f"{key} {int(value)}" for key, value in sizes.items())
-    reason = f"too few samples ({counts}; need {min_samples} each)"
-    return Check(name, Verdict.INCONCLUSIVE, {**sizes, "min_samples": min_samples}, reason)
+    reason = f"{TOO_FEW} ({counts}; need {min_samples} each)"
+    numbers = {**sizes, "min_samples": min_samples}
+    return Check(name, Verdict.INCONCLUSIVE, numbers, reason, too_few_samples=True)
 
 
 def _check_counts(errors: int, total: int) -> None:

@@ -37,7 +37,8 @@ EVENTS = (
     "approval",  # a person's decision
     "promoted",  # MLflow alias champion moved
     "rollback",  # routing restored to the champion
-    "rejected",  # the challenger tagged rejected
+    "rejected",  # the challenger tagged rejected: judged and failed
+    "aborted",  # the challenger tagged aborted: no step had the evidence to judge it
 )
 MAX_SUMMARY = 2000
 

@@ -7,6 +7,12 @@ audit log, the curated data and the MLflow registry, so the same calls run under
 travel between tasks as JSON (``to_dict``/``from_dict``). Every routing change, verdict and
 decision goes to the audit log, and :func:`run_note_text` tells the run's story from it.
 
+A rollout that stops ends one of two ways (:func:`roll_back`): *rejected*, when a step had
+the evidence and the challenger failed it (or it stayed undecided to the step's limit), or
+*aborted: insufficient evidence*, when a step ran out of time without enough of the
+challenger's samples to judge it (its copies dropped, no traffic, no labels). Both take the
+challenger off every gateway; only a rejection tags it ``rollout.status=rejected``.
+
 Light to import: the Airflow glue imports it when DAG files are parsed, so MLflow, pandas
 and scipy load inside the calls that need them.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,9 +62,40 @@ class RolloutServices:
 class StepJudgement:
     verdict: StepVerdict
     elapsed_seconds: float
+    # Dies whose mirrored copy the gateway dropped in the window, by role.
+    dropped_dies: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """The verdict's summary, and the copies dropped when there were any."""
+        dropped = [f"{role} {dies} dies" for role, dies in self.dropped_dies.items() if dies]
+        if not dropped:
+            return self.verdict.summary
+        return f"{self.verdict.summary}; mirrored copies dropped: {', '.join(dropped)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.verdict.to_dict(), "elapsed_seconds": self.elapsed_seconds}
+        return {
+            **self.verdict.to_dict(),
+            "summary": self.summary,
+            "elapsed_seconds": self.elapsed_seconds,
+            "dropped_dies": dict(self.dropped_dies),
+        }
+
+
+# What a judged step leads to.
+PASSED, WAIT, REJECT, ABORT = "pass", "wait", "reject", "abort"
+# The audit verdict of a step stopped for want of evidence (a failing one records "fail").
+NO_EVIDENCE = "no_evidence"
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    action: str  # PASSED, WAIT (judge again later), REJECT or ABORT (stop the rollout)
+    reason: str
+
+    @property
+    def audit_verdict(self) -> str:
+        return NO_EVIDENCE if self.action == ABORT else "fail"
 
 
 @dataclass(frozen=True)
@@ -72,14 +109,40 @@ class Promotion:
 
 
 @dataclass(frozen=True)
-class Rollback:
-    restored: list[str]  # the targets whose routing changed back
+class Ending:
+    """Why a rollout stopped: ``status`` rejected (judged and failed, or a task failed) or
+    aborted (a step without the evidence to judge the challenger)."""
+
+    status: str
     reason: str
     numbers: Any  # the failing verdict's or check's, when there is one
+
+    @property
+    def headline(self) -> str:
+        if self.status == ABORTED:
+            return f"Aborted, insufficient evidence: {self.reason}."
+        return f"Rolled back: {self.reason}."
+
+
+REJECTED, ABORTED = "rejected", "aborted"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    restored: list[str]  # the targets whose routing changed back
+    ending: Ending
     note: str  # the run note: why, then the run's audit records
 
+    @property
+    def reason(self) -> str:
+        return self.ending.reason
+
+    @property
+    def numbers(self) -> Any:
+        return self.ending.numbers
+
     def to_dict(self) -> dict[str, Any]:
-        return {"rolled_back": self.restored, "reason": self.reason}
+        return {"rolled_back": self.restored, "status": self.ending.status, "reason": self.reason}
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -217,27 +280,54 @@ def step_window(plan: RolloutPlan, step: RoutedStep) -> StepWindow:
 def judge_step(plan: RolloutPlan, step: RoutedStep, services: RolloutServices) -> StepJudgement:
     """The step's verdict on the prediction log since its routing change (audited)."""
     from ..features import die_labels
-    from .window import judge_window, lots_in, read_window
+    from .window import dropped_per_version, judge_window, lots_in, read_window
 
     window = step_window(plan, step)
     rows = read_window(step.log_url, window)
     labels = die_labels(services.curated_dir, product(plan.product), lots_in(rows))
     verdict = judge_window(rows, window, labels, plan.thresholds, step.check_agreement)
-    judged = StepJudgement(verdict, step.elapsed_seconds())
-    _record(plan, services, "verdict", verdict.summary, target=step.target, step=step.name,
+    dropped = dropped_per_version(step.log_url, window)
+    by_role = {
+        f"challenger v{window.challenger}": dropped[window.challenger],
+        f"champion v{window.champion}": dropped[window.champion],
+    }
+    judged = StepJudgement(verdict, step.elapsed_seconds(), by_role)
+    _record(plan, services, "verdict", judged.summary, target=step.target, step=step.name,
             verdict=verdict.verdict.value, details=judged.to_dict())  # fmt: skip
     return judged
+
+
+def decide_step(plan: RolloutPlan, judged: StepJudgement) -> StepDecision:
+    """Pass; wait and judge again while an inconclusive step has time left; then reject a
+    failed or still undecided step, and abort one that never had the evidence."""
+    verdict, elapsed = judged.verdict, judged.elapsed_seconds
+    limit = plan.timing.max_step_seconds
+    if verdict.verdict.value == "pass":
+        return StepDecision(PASSED, judged.summary)
+    if verdict.verdict.value == "fail":
+        return StepDecision(REJECT, judged.summary)
+    if elapsed < limit:
+        return StepDecision(WAIT, f"inconclusive after {elapsed:.0f} s: {judged.summary}")
+    if verdict.no_evidence:
+        return StepDecision(
+            ABORT,
+            f"insufficient evidence after {elapsed:.0f} s (limit {limit:g} s): {judged.summary}",
+        )
+    return StepDecision(
+        REJECT, f"still inconclusive after {elapsed:.0f} s (limit {limit:g} s): {judged.summary}"
+    )
 
 
 def roll_back_step(
     plan: RolloutPlan,
     step: RoutedStep,
     judged: StepJudgement,
-    reason: str,
+    decision: StepDecision,
     decided_at: float,
     services: RolloutServices,
 ) -> dict[str, Any]:
-    """The step's target back to the champion at once; audited with the seconds since the
+    """The step's target back to the champion at once, after a decision that stops the
+    rollout; audited (verdict ``fail`` or ``no_evidence``) with the seconds since the
     verdict (``decided_at``, ``time.monotonic()``)."""
     client, _ = services.gateway(step.target)
     answer = client.rollback()
@@ -249,9 +339,9 @@ def roll_back_step(
         "routing": restored,
         "verdict": judged.to_dict(),
     }
-    summary = f"{reason} -> back to champion v{restored['champion']} in {seconds:.3f} s"
+    summary = f"{decision.reason} -> back to champion v{restored['champion']} in {seconds:.3f} s"
     _record(plan, services, "rollback", summary, target=step.target, step=step.name,
-            verdict="fail", details=details)  # fmt: skip
+            verdict=decision.audit_verdict, details=details)  # fmt: skip
     log.warning("%s: %s", step.target, summary)
     return details
 
@@ -297,20 +387,28 @@ def roll_back(
     plan: RolloutPlan, failed_tasks: Sequence[str], services: RolloutServices
 ) -> Rollback:
     """After any failure: every target back to the champion, the champion alias back if
-    promotion had moved it, the challenger rejected with the reason and its numbers."""
+    promotion had moved it, then the challenger tagged with how the rollout ended: rejected
+    with the reason and its numbers, or aborted for insufficient evidence (never rejected:
+    it was not judged)."""
     from ..training import registry
 
     restored = [name for name in plan.targets if restore(plan, name, services)]
-    reason, numbers = failure_reason(plan, failed_tasks, services.audit)
+    ending = rollout_ending(plan, failed_tasks, services.audit)
     services.use_registry()
     model, champion = plan.model, plan.champion
     if champion and registry.alias_version(model, registry.CHAMPION) == plan.version:
         registry.promote_champion(model, champion, {"rollout.restored_by": plan.run_id})
-    if plan.strategy != "restore":
-        registry.reject_version(model, plan.version, reason, numbers)
-        _record(plan, services, "rejected", f"v{plan.version} rejected: {reason}", verdict="fail")
-    note = run_note_text(plan, f"Rolled back: {reason}.", services.audit)
-    return Rollback(restored, reason, numbers, note)
+    if plan.strategy != "restore" and ending.status == ABORTED:
+        registry.abort_version(model, plan.version, ending.reason, ending.numbers)
+        _record(plan, services, "aborted",
+                f"v{plan.version} aborted, insufficient evidence: {ending.reason}",
+                verdict=NO_EVIDENCE)  # fmt: skip
+    elif plan.strategy != "restore":
+        registry.reject_version(model, plan.version, ending.reason, ending.numbers)
+        _record(plan, services, "rejected", f"v{plan.version} rejected: {ending.reason}",
+                verdict="fail")  # fmt: skip
+    note = run_note_text(plan, ending.headline, services.audit)
+    return Rollback(restored, ending, note)
 
 
 def restore(plan: RolloutPlan, target_name: str, services: RolloutServices) -> bool:
@@ -335,16 +433,17 @@ def restore(plan: RolloutPlan, target_name: str, services: RolloutServices) -> b
     return True
 
 
-def failure_reason(
-    plan: RolloutPlan, failed_tasks: Sequence[str], audit: AuditLog
-) -> tuple[str, Any]:
-    """The failing verdict's or check's summary and numbers, else the failed tasks."""
-    records = audit.rows(run_id=plan.run_id, verdict="fail")
+def rollout_ending(plan: RolloutPlan, failed_tasks: Sequence[str], audit: AuditLog) -> Ending:
+    """The last stopping record of the run: a failing verdict or check (rejected) or a step
+    stopped without evidence (aborted), with its summary and numbers; else the failed tasks
+    (rejected)."""
+    records = [r for r in audit.rows(run_id=plan.run_id) if r["verdict"] in ("fail", NO_EVIDENCE)]
     if records:
         last = records[-1]
         where = "/".join(p for p in (last["target"], last["step"]) if p)
-        return f"{where}: {last['summary']}", last["details"]
-    return f"task(s) failed: {', '.join(failed_tasks) or 'unknown'}", None
+        status = ABORTED if last["verdict"] == NO_EVIDENCE else REJECTED
+        return Ending(status, f"{where}: {last['summary']}", last["details"])
+    return Ending(REJECTED, f"task(s) failed: {', '.join(failed_tasks) or 'unknown'}", None)
 
 
 def run_note_text(plan: RolloutPlan, headline: str, audit: AuditLog) -> str:

@@ -133,11 +133,15 @@ def _version(
 
 
 def _step(record: Mapping[str, Any]) -> dict[str, Any]:
-    checks = (record.get("details") or {}).get("checks", [])
+    details = record.get("details") or {}
+    checks = details.get("checks", [])
     return {
         "step": record["step"],
         "time": str(record["time"]),
         "verdict": record["verdict"],
+        # inconclusive for want of samples alone: no evidence either way
+        "no_evidence": details.get("no_evidence", False),
+        "dropped_dies": details.get("dropped_dies", {}),  # mirrored copies dropped, by role
         "summary": record["summary"],
         "checks": {
             c["name"]: {"verdict": c["verdict"], "reason": c["reason"], **c["numbers"]}
@@ -179,7 +183,8 @@ th, td {{ border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; verti
 th {{ background: #f6f8fa; }}
 td.figure {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.step {{ white-space: nowrap; }}
-.pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; }} .inconclusive {{ color: #9a6700; }}
+.pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; }}
+.inconclusive, .no_evidence {{ color: #9a6700; }}
 .not-configured {{ color: #9a6700; }}
 section {{ border-top: 2px solid #ddd; padding-top: .5rem; }}
 </style></head><body>
@@ -258,9 +263,13 @@ def _steps_table(steps: Sequence[Mapping[str, Any]]) -> str:
     for s in steps:
         checks = list(s["checks"].items()) or [("-", {"verdict": "", "reason": ""})]
         again = f"<br><small>judged {s['judgements']} times</small>" if s["judgements"] > 1 else ""
+        verdict = f"{s['verdict']}, no evidence" if s.get("no_evidence") else s["verdict"]
+        dropped = ", ".join(f"{n} dies of {r}" for r, n in s.get("dropped_dies", {}).items() if n)
+        dropped_note = f"<br><small>copies dropped: {escape(dropped)}</small>" if dropped else ""
         head = (
             f"<td rowspan='{len(checks)}' class='step'>{escape(s['step'])}{again}</td>"
-            f"<td rowspan='{len(checks)}' class='{s['verdict']}'>{escape(s['verdict'])}</td>"
+            f"<td rowspan='{len(checks)}' class='{s['verdict']}'>{escape(verdict)}"
+            f"{dropped_note}</td>"
         )
         for index, (name, c) in enumerate(checks):
             rows.append(f"<tr>{head if index == 0 else ''}{_check_cells(name, c)}</tr>")

@@ -98,7 +98,9 @@ class RunOrigin:
 @dataclass(frozen=True)
 class StepTiming:
     step_seconds: float  # each step runs at least this long before its analysis
-    max_step_seconds: float  # an inconclusive step waits up to this long, then fails
+    # An inconclusive step waits up to this long, then stops the rollout: rejected when a
+    # check saw the challenger worse, aborted when it never had the samples to judge it.
+    max_step_seconds: float
     poll_seconds: float  # how often a waiting step counts its samples
 
 

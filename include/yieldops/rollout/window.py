@@ -8,6 +8,10 @@ join on the die key from the curated data once the die's STDF file has been inge
 Latency samples are one per request and version (the gateway times a batch once), so a
 batch of 20 dies counts once, not 20 times, in the Mann-Whitney test; answered requests
 are compared with answered ones when both versions have enough of them.
+
+Copies the gateway dropped unscored (its mirror workers behind, or unable to load a
+version) are recorded beside the predictions: the window says how many dies each version
+never scored, so a step short of samples says why.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, inspect, select
 
-from ..serving.predlog import predictions
+from ..serving.predlog import dropped_copies, predictions
 from .analysis import (
     Check,
     StepVerdict,
@@ -69,6 +73,25 @@ def requests_per_version(log_url: str, window: StepWindow) -> dict[int, int]:
     try:
         with engine.connect() as conn:
             counts.update({int(v): int(n) for v, n in conn.execute(query)})
+    finally:
+        engine.dispose()
+    return counts
+
+
+def dropped_per_version(log_url: str, window: StepWindow) -> dict[int, int]:
+    """How many dies of each version had their mirrored copy dropped in the window (none
+    when the log has no record of drops: a gateway from before they were recorded)."""
+    query = (
+        select(dropped_copies.c.version, func.sum(dropped_copies.c.dies))
+        .where(dropped_copies.c.version.in_(window.versions), dropped_copies.c.time >= window.since)
+        .group_by(dropped_copies.c.version)
+    )
+    counts = dict.fromkeys(window.versions, 0)
+    engine = create_engine(log_url)
+    try:
+        with engine.connect() as conn:
+            if inspect(conn).has_table(dropped_copies.name):
+                counts.update({int(v): int(n) for v, n in conn.execute(query)})
     finally:
         engine.dispose()
     return counts

@@ -141,7 +141,12 @@ class Gateway:
                 "no admin token is set (%s): routing changes and rollbacks are refused",
                 ADMIN_TOKEN_VARIABLE,
             )
-        self.prediction_log = PredictionLog(s.log_url, s.log_batch_rows, s.log_flush_seconds)
+        self.prediction_log = PredictionLog(
+            s.log_url,
+            s.log_batch_rows,
+            s.log_flush_seconds,
+            on_lost=lambda rows: self.metrics.prediction_log_lost("gateway", rows),
+        )
         self._startup = asyncio.create_task(self._initial_routing())
 
     async def stop(self) -> None:

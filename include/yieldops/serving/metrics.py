@@ -26,7 +26,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BY_MODEL = ("version", "role", "path")
 # Why a mirrored copy was not scored: the workers already hold ``mirror_max_pending``
-# requests; no worker takes copies (not started, or gone); the worker cannot load the version.
+# dies; no worker takes copies (not started, or gone); the worker cannot load the version.
 DROP_REASONS = ("backlog", "no_workers", "not_loaded")
 # What became of a request: answered; refused as the caller's fault (4xx); no champion
 # loaded (503); failed in the gateway (any other 5xx).
@@ -40,6 +40,11 @@ def outcome_of(status: int) -> str:
     if status < 500:
         return "client_error"
     return "unavailable" if status == 503 else "server_error"
+
+
+# Who could not write prediction log rows: the gateway's process (served rows, dropped-copy
+# records) or a mirror worker (the copies' rows).
+LOG_WRITERS = ("gateway", "mirror")
 
 
 class Metrics:
@@ -65,9 +70,17 @@ class Metrics:
         )  # fmt: skip
         for reason in DROP_REASONS:  # at 0 from the start, so increase() and alerts see them
             self._shadow_dropped.labels(reason)
+        self._log_lost = counter(
+            "prediction_log_lost_rows",
+            "Prediction log rows that could not be written (each logged with its reason), "
+            "by writer.",
+            ("writer",),
+        )
+        for writer in LOG_WRITERS:
+            self._log_lost.labels(writer)
         self._shadow_backlog = Gauge(
             f"{prefix}_shadow_backlog",
-            "Requests whose mirrored copies are handed to the workers, not scored yet.",
+            "Dies whose mirrored copies are handed to the workers, not scored yet.",
             registry=self.registry,
         )
         self._fallbacks = counter(
@@ -108,6 +121,9 @@ class Metrics:
 
     def shadow_dropped(self, reason: str, dies: int) -> None:
         self._shadow_dropped.labels(reason).inc(dies)
+
+    def prediction_log_lost(self, writer: str, rows: int) -> None:
+        self._log_lost.labels(writer).inc(rows)
 
     def routing(self, routing: Routing) -> None:
         """The table now in force (one series: the previous table's labels are replaced)."""

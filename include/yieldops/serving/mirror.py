@@ -10,11 +10,16 @@ while the routing names them), scores the copy, writes the unserved rows to the
 prediction log itself and reports back only counts and timings, which the event loop
 turns into metrics.
 
-Handing over never blocks: past ``mirror_max_pending`` requests not yet reported, a copy
-is dropped and its dies are counted (``yieldops_gateway_shadow_dropped_total``, by reason),
-and the gateway logs a warning when it starts dropping and when it mirrors again. A copy
-whose version the worker cannot load is dropped and counted as well: no row claims that
-version scored dies it never saw.
+Handing over never blocks: past ``mirror_max_pending`` dies handed over and not yet
+reported, a copy is dropped and its dies are counted (``yieldops_gateway_shadow_dropped_total``,
+by reason), and the gateway logs a warning when it starts dropping and when it mirrors
+again. The bound counts dies, not requests: what the workers hold and owe grows with the
+dies, and a bound in requests dropped copies of small requests under a load the workers
+kept up with (a worker reports once per write, so its backlog peaks at a window's requests).
+A copy whose version the worker cannot load is dropped and counted as well: no row claims
+that version scored dies it never saw. Every dropped copy is also a row of the prediction
+log's ``yieldops_dropped_copies`` (version, dies, reason), so a rollout step's window says
+how many of its copies it never got.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 from .metrics import Metrics
 from .models import LoadedModel, Loader, OpenMPThreads, score
-from .predlog import PredictionTable, prediction_rows
+from .predlog import PredictionLog, PredictionTable, dropped_copies, dropped_row, prediction_rows
 from .records import Die, parse_records
 from .settings import GatewaySettings
 
@@ -77,9 +82,10 @@ class Copy:
 class Report:
     """What a worker finished since its last report."""
 
-    copies: int
+    dies: int  # of the copies taken from the pipe: scored or dropped, no longer waiting
     calls: tuple[tuple[int, str, int, int, float], ...]  # version, role, dies, errors, seconds
     dropped: int  # dies of versions that did not load
+    lost_rows: int  # prediction log rows the worker could not write
 
 
 _LENGTH = struct.Struct("!I")
@@ -137,7 +143,8 @@ class MirrorPool:
         self._reports_closed: asyncio.Future | None = None
         self._workers: list[BaseProcess] = []
         self._locks: tuple[Any, ...] = ()
-        self.backlog = 0  # requests handed over whose copies are not reported yet
+        self._drop_log: PredictionLog | None = None  # where dropped copies are recorded
+        self.backlog = 0  # dies handed over whose copies are not reported yet
         self._dropping = 0  # dies dropped since copies were last handed over
         metrics.track_shadow_backlog(lambda: self.backlog)
 
@@ -145,6 +152,12 @@ class MirrorPool:
         """Spawn the workers unless they run; raises when the loader does not pickle."""
         if self._copies is not None:
             return
+        if self._drop_log is None:
+            self._drop_log = await asyncio.to_thread(
+                PredictionLog,
+                self._settings.log_url,
+                on_lost=lambda rows: self._metrics.prediction_log_lost("gateway", rows),
+            )
         context = multiprocessing.get_context("spawn")
         copies_out, copies_in = context.Pipe(duplex=False)
         reports_out, reports_in = context.Pipe(duplex=False)
@@ -187,8 +200,8 @@ class MirrorPool:
 
     async def submit(self, copy: Copy) -> None:
         """Hand ``copy`` to the workers, or drop it and count its dies when no worker takes
-        copies or too many are waiting. Never blocks: a full pipe keeps the rest in the
-        event loop's buffer."""
+        copies or too many dies wait. Never blocks: a full pipe keeps the rest in the event
+        loop's buffer."""
         pipe = self._copies
         if pipe is None or pipe.is_closing():
             self._drop(copy, "no_workers")
@@ -198,15 +211,21 @@ class MirrorPool:
             if self._dropping:
                 log.warning("mirroring again: the copies of %d dies were dropped", self._dropping)
                 self._dropping = 0
-            self.backlog += 1
+            self.backlog += copy.dies
             pipe.write(frame(copy))
 
     def _drop(self, copy: Copy, reason: str) -> None:
-        """Count the copy's dies; the first drop of a run of them is logged."""
+        """Count the copy's dies and record them in the log; the first drop of a run of them
+        is logged."""
         self._metrics.shadow_dropped(reason, copy.dies)
+        if self._drop_log is not None:
+            self._drop_log.add(
+                [dropped_row(m.version, m.role, len(m.indices), reason) for m in copy.mirrors],
+                dropped_copies,
+            )
         if not self._dropping:
             log.warning(
-                "dropping mirrored copies (%s): %d requests' copies wait for the workers, "
+                "dropping mirrored copies (%s): %d dies' copies wait for the workers, "
                 "at most %d (mirror_max_pending); counted in shadow_dropped_total",
                 reason,
                 self.backlog,
@@ -215,7 +234,16 @@ class MirrorPool:
         self._dropping += copy.dies
 
     async def stop(self) -> None:
-        """Let the workers finish the queued copies, then end them (by handle)."""
+        """Let the workers finish the queued copies, then end them (by handle); close the
+        record of dropped copies."""
+        try:
+            await self._stop_workers()
+        finally:
+            if self._drop_log is not None:
+                await asyncio.to_thread(self._drop_log.close)
+                self._drop_log = None
+
+    async def _stop_workers(self) -> None:
         if self._copies is None:
             return
         if self._reports_closed is None:  # start() sets it before the copies pipe
@@ -238,7 +266,9 @@ class MirrorPool:
             self._metrics.observe(version, role, "shadow", dies, errors, seconds)
         if report.dropped:
             self._metrics.shadow_dropped("not_loaded", report.dropped)
-        self.backlog -= report.copies
+        if report.lost_rows:
+            self._metrics.prediction_log_lost("mirror", report.lost_rows)
+        self.backlog -= report.dies
 
     def _worker_exited(self, worker: BaseProcess) -> None:
         """Not while stopping: ``stop`` stops watching first."""
@@ -332,12 +362,14 @@ class Window:
     """Copies scored since the last write, their rows and model calls."""
 
     copies: int = 0
-    dropped: int = 0
+    dies: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # rows of dropped_copies
     calls: list[tuple[int, str, int, int, float]] = field(default_factory=list)
 
-    def report(self) -> Report:
-        return Report(self.copies, tuple(self.calls), self.dropped)
+    def report(self, lost_rows: int) -> Report:
+        dropped = sum(row["dies"] for row in self.dropped)
+        return Report(self.dies, tuple(self.calls), dropped, lost_rows)
 
 
 class MirrorWorker:
@@ -363,9 +395,10 @@ class MirrorWorker:
             more = True
         except EOFError:
             more = False
-        self.table.write(window.rows)  # before the report: the gateway counts it as done
+        # Written before the report: the gateway counts the copies as done.
+        lost = self.table.write(window.rows) + self.table.write(window.dropped, dropped_copies)
         if window.copies:
-            report(window.report())
+            report(window.report(lost))
         return more
 
     def _score_copy(self, copy: Copy, window: Window) -> None:
@@ -377,6 +410,7 @@ class MirrorWorker:
         except Exception:  # a bug here must not stop the worker
             log.exception("could not score the copy of request %s", copy.request_id)
         window.copies += 1
+        window.dies += copy.dies
 
     def _score_mirror(
         self, request_id: str, mirror: Mirror, dies: list[Die], window: Window
@@ -384,7 +418,9 @@ class MirrorWorker:
         chosen = [dies[i] for i in mirror.indices]
         model = self.models.get(mirror.version)
         if model is None:
-            window.dropped += len(chosen)
+            window.dropped.append(
+                dropped_row(mirror.version, mirror.role, len(chosen), "not_loaded")
+            )
             return
         self.threads.apply()
         scored = score(model, [d.features for d in chosen])

@@ -49,8 +49,9 @@ class GatewaySettings:
     mlflow_tracking_uri: str = ""
     # Mirrored copies are scored by worker processes, not in the gateway's interpreter.
     mirror_processes: int = 1
-    # Requests whose copies wait beyond this are dropped (counted), never queued without end.
-    mirror_max_pending: int = 64
+    # Copies are dropped (counted) past this many dies waiting, never queued without end:
+    # seconds of a busy test floor's traffic; the bodies take ~25 bytes a test a die.
+    mirror_max_pending: int = 10_000
     # Added to the workers' nice value: when the CPU is short, the callers get it first.
     mirror_niceness: int = 10
     # Prediction log writer: rows per insert and the longest wait before writing.

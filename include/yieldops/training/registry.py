@@ -439,13 +439,23 @@ def promote_champion(model_name: str, version: int, tags: Mapping[str, str] | No
 
 def reject_version(model_name: str, version: int, reason: str, numbers: Any = None) -> None:
     """Tag ``version`` rejected with the reason and the numbers; it stops being challenger."""
+    _tag_rollout_end(model_name, version, "rejected", reason, numbers)
+    _drop_alias_if(model_name, CHALLENGER, version)
+
+
+def abort_version(model_name: str, version: int, reason: str, numbers: Any = None) -> None:
+    """Tag ``version`` aborted: its rollout stopped without the evidence to judge it (never
+    ``rejected``). It stays challenger, so a later rollout may judge it."""
+    _tag_rollout_end(model_name, version, "aborted", reason, numbers)
+
+
+def _tag_rollout_end(model_name: str, version: int, status: str, reason: str, numbers: Any) -> None:
     client = MlflowClient()
-    tags = {STATUS_TAG: "rejected", "rollout.reason": reason, "rollout.rejected_at": _now_iso()}
+    tags = {STATUS_TAG: status, "rollout.reason": reason, f"rollout.{status}_at": _now_iso()}
     if numbers is not None:
         tags["rollout.numbers"] = json.dumps(_jsonable(numbers))
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value[:_MAX_TAG_CHARS])
-    _drop_alias_if(model_name, CHALLENGER, version)
 
 
 def served_before(model_name: str, version: int) -> bool:

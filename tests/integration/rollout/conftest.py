@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -155,13 +156,23 @@ def fab(tmp_path_factory, airflow_db):
 def gateway(fab):
     """The gateway process for the target ``pmic-local``, with its Airflow connection; one
     per module, so routing carries from one test to the next as it would in production."""
-    home = fab.home
+    with target_gateway(fab, fab.home) as url:
+        yield url
+
+
+@contextmanager
+def target_gateway(fab: Fab, home: Path, **changes: Any):
+    """A gateway process for the target ``pmic-local`` (``changes`` to its default settings)
+    keeping its routing and prediction log in ``home``; yields its URL while the target's
+    Airflow connection names it."""
+    home.mkdir(parents=True, exist_ok=True)
     settings = GatewaySettings(
         model_name=MODEL,
         admin_token=TOKEN,
         log_url=f"sqlite:///{home / 'predictions.db'}",
         routing_path=home / "routing.json",
         port=free_port(),
+        **changes,
     )
     env = {
         # Untraced under coverage (its code is measured by test_gateway.py in process): a
@@ -169,7 +180,7 @@ def gateway(fab):
         **{k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"},
         "YIELDOPS_HOME": str(home),
         **settings.to_environment(),
-        "MLFLOW_TRACKING_URI": registry.default_tracking_uri(home),
+        "MLFLOW_TRACKING_URI": registry.default_tracking_uri(fab.home),
     }
     process = subprocess.Popen([sys.executable, "-m", "yieldops.serving"], env=env)
     url = settings.url
@@ -178,8 +189,8 @@ def gateway(fab):
         _await_ready(url, process)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("AIRFLOW_CONN_YIELDOPS_GATEWAY_PMIC", json.dumps(connection))
-            patch.setenv("YIELDOPS_HOME", str(home))
-            patch.setenv("MLFLOW_TRACKING_URI", registry.default_tracking_uri(home))
+            patch.setenv("YIELDOPS_HOME", str(fab.home))
+            patch.setenv("MLFLOW_TRACKING_URI", registry.default_tracking_uri(fab.home))
             yield url
     finally:
         _stop(process)

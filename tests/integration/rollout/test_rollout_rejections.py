@@ -6,10 +6,12 @@ import pytest
 from tests.integration.conftest import load_dag, task_states
 from tests.integration.rollout.conftest import (
     FAST,
+    GOOD,
     LIVE_ONLY,
     MODEL,
     audit_rows,
     routing,
+    target_gateway,
     traffic,
     version_tags,
 )
@@ -37,7 +39,8 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
     assert (now["champion"], now["mode"]) == (champion, "off")
     assert registry.alias_version(MODEL, registry.CHAMPION) == champion
     tags = version_tags(version)
-    assert tags["rollout.status"] == "rejected"
+    allowed = {"rejected", "aborted"} if bad == "slow" else {"rejected"}
+    assert tags["rollout.status"] in allowed
     assert "shadow" in tags["rollout.reason"]
 
     report = box["report"]
@@ -61,7 +64,8 @@ def test_a_bad_challenger_is_rolled_back_at_the_first_step_and_the_champion_serv
         "erroring": {"error_rate"},
     }[bad]
     # A challenger too slow to score min_samples copies before max_step_seconds (a loaded
-    # machine slows it most) is judged inconclusive, which fails the step all the same.
+    # machine slows it most) is judged inconclusive: the step fails all the same, and when
+    # it had no evidence at all the rollout aborts instead (its own test below).
     too_slow_to_judge = bad == "slow" and verdict["verdict"] == "inconclusive"
     assert expected & failing or too_slow_to_judge, verdict["summary"]
     assert {r["event"] for r in records} >= {
@@ -87,3 +91,38 @@ def test_the_offline_check_stops_an_inaccurate_challenger_before_any_routing(fab
     assert registry.alias_version(MODEL, registry.CHAMPION) == champion
     check = next(r for r in audit_rows(fab, run) if r["event"] == "offline_check")
     assert check["verdict"] == "fail" and "accuracy" in check["summary"]
+
+
+def test_a_challenger_starved_of_mirrored_copies_is_aborted_never_rejected(fab):
+    """A gateway that drops every mirrored copy (``mirror_max_pending=0``): the challenger
+    scores no die in its shadow step, which waits to its limit and aborts the rollout. The
+    champion serves on, and the version is tagged aborted with the reason, not rejected."""
+    champion, version = fab.version("champion"), fab.version("good")
+    starved = fab.home / "starved-gateway"
+    conf = {**GOOD, "model": MODEL, "version": version, "offline_check": False,
+            "max_step_seconds": 6}  # fmt: skip
+    with target_gateway(fab, starved, mirror_max_pending=0) as url, traffic(fab, url) as box:
+        run = load_dag("model_rollout").test(run_conf=conf)
+        now = routing(url)
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states["pmic-local.shadow.analyse"] == "failed"
+    assert states["rollback"] == "success"
+    assert states["promote"] == "upstream_failed"
+    assert (now["champion"], now["mode"]) == (champion, "off")
+    assert box["report"].failed == 0, box["report"].errors
+
+    tags = version_tags(version)
+    assert tags["rollout.status"] == "aborted"
+    assert "insufficient evidence" in tags["rollout.reason"]
+    assert "mirrored copies dropped: challenger v" in tags["rollout.reason"]
+    assert registry.alias_version(MODEL, registry.CHAMPION) == champion
+
+    records = audit_rows(fab, run)
+    assert "rejected" not in {r["event"] for r in records}
+    verdict = [r for r in records if r["event"] == "verdict"][-1]
+    assert verdict["details"]["no_evidence"] is True
+    assert verdict["details"]["dropped_dies"][f"challenger v{version}"] > 0
+    aborted = records[-1]
+    assert (aborted["event"], aborted["verdict"]) == ("aborted", "no_evidence")
+    assert aborted["summary"].startswith(f"v{version} aborted, insufficient evidence: ")
