@@ -35,8 +35,9 @@ from .stack import DEMO_ROLLOUT
 from .summary import gate_checks, metric_lines, wrap
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 1
-# How a rollout may end as designed: the challenger serves, or it was judged and rejected.
-ROLLOUT_ENDS = ("champion", "rejected")
+# How a rollout may end as designed: the challenger serves, it was judged and rejected, or
+# it never got enough evidence to be judged (aborted, the version untouched).
+ROLLOUT_ENDS = ("champion", "rejected", "aborted")
 
 
 def configure_airflow(home: Path) -> None:
