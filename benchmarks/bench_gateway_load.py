@@ -15,6 +15,11 @@ Runs alternate between the two servers (ABBA) so machine noise hits both alike. 
 per run: requests/s, dies/s, p50/p95/p99 latency, failed requests, the server's CPU
 seconds per request, and the load generator's own CPU (it shares the machine's cores).
 
+Then the gateway alone with version 2 as challenger: shadow's cost to throughput at the
+highest concurrency (off vs shadow, ABBA), shadow at ``--shadow-rate`` dies/s (copies
+dropped?), and failed requests while the routing switches shadow -> canary -> rollback
+every ``--switch-every`` seconds under load.
+
     python benchmarks/bench_gateway_load.py                      # about 5 minutes
     python benchmarks/bench_gateway_load.py --seconds 30 --concurrency 1 10 50 --rates 500
 """
@@ -31,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +47,14 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import free_port, register_models, start_gateway, stop
+from bench_gateway import (
+    drain_shadow,
+    free_port,
+    register_models,
+    shadow_gauges,
+    start_gateway,
+    stop,
+)
 
 STARTUP_TIMEOUT = 180.0
 WARMUP_SECONDS = 2.0
@@ -253,6 +266,79 @@ def row(server: str, load: str, batch: int, runs: list[Run]) -> str:
     )
 
 
+# -- routing under load (the gateway alone) ------------------------------------------------
+
+SWITCHES = ({"mode": "shadow", "challenger": 2}, {"mode": "canary", "weight": 50}, None)
+
+
+def shadow_cost(server: Server, admin: httpx.Client, args) -> list[str]:
+    """Closed loop at the highest concurrency, batch 1, routing off vs shadow (ABBA), each
+    shadow run's copies drained before the next run; and the dies whose copy was dropped."""
+    clients = max(args.concurrency)
+    runs: dict[str, list[Run]] = {"off": [], "shadow": []}
+    dropped = shadow_gauges(admin)[1]
+    for round_index in range(args.rounds):
+        for mode in ("off", "shadow") if round_index % 2 == 0 else ("shadow", "off"):
+            admin.put("/v1/routing", json={"mode": mode, "challenger": 2}).raise_for_status()
+            runs[mode].append(measure(server, load_of(server, "closed", clients, 1, args.seconds)))
+            drain_shadow(admin)
+    dropped = shadow_gauges(admin)[1] - dropped
+    off, shadow = (
+        sum(len(r.latencies_ms) for r in runs[m]) / sum(r.seconds for r in runs[m])
+        for m in ("off", "shadow")
+    )
+    return [
+        row("gateway", f"shadow off c={clients}", 1, runs["off"]),
+        row("gateway", f"shadow on c={clients}", 1, runs["shadow"]),
+        f"shadow costs {1 - shadow / off:.1%} of throughput; {dropped:.0f} copies dropped",
+    ]
+
+
+def shadow_at_rate(server: Server, admin: httpx.Client, rate: float, seconds: float) -> list[str]:
+    """Open loop at ``rate`` single-die requests/s in shadow: were copies dropped?"""
+    admin.put("/v1/routing", json={"mode": "shadow", "challenger": 2}).raise_for_status()
+    dropped = shadow_gauges(admin)[1]
+    run = measure(server, load_of(server, "open", rate, 1, seconds))
+    drain_shadow(admin)
+    dropped = shadow_gauges(admin)[1] - dropped
+    admin.post("/v1/routing/rollback").raise_for_status()
+    mirrored = len(run.latencies_ms) - run.failed
+    return [
+        row("gateway", f"shadow {rate:g}/s", 1, [run]),
+        f"shadow at {rate:g} dies/s: {mirrored} dies mirrored, {dropped:.0f} copies dropped",
+    ]
+
+
+def switching(server: Server, admin: httpx.Client, args, every: float) -> list[str]:
+    """Closed loop while the routing goes shadow -> canary 50 % -> rollback every ``every``
+    seconds: failed requests, and the switches made."""
+    stop_switching, switches = threading.Event(), []
+
+    def switch() -> None:
+        while not stop_switching.wait(every):
+            change = SWITCHES[len(switches) % len(SWITCHES)]
+            if change is None:
+                admin.post("/v1/routing/rollback").raise_for_status()
+            else:
+                admin.put("/v1/routing", json=change).raise_for_status()
+            switches.append(change)
+
+    switcher = threading.Thread(target=switch)
+    switcher.start()
+    try:
+        run = measure(server, load_of(server, "closed", max(args.concurrency), 1, 3 * args.seconds))
+    finally:
+        stop_switching.set()
+        switcher.join()
+    admin.post("/v1/routing/rollback").raise_for_status()
+    drain_shadow(admin)
+    return [
+        row("gateway", f"switching c={max(args.concurrency)}", 1, [run]),
+        f"routing switched {len(switches)} times (every {every:g} s) under load: "
+        f"{run.failed} failed requests",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per run")
@@ -261,6 +347,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--rates", type=float, nargs="*", default=[200.0], help="open loop, req/s")
     parser.add_argument("--only", choices=["gateway", "mlflow"], help="one server alone")
+    parser.add_argument("--shadow-rate", type=float, default=200.0, help="dies/s, open loop")
+    parser.add_argument("--switch-every", type=float, default=2.0, help="seconds")
+    parser.add_argument("--no-routing", action="store_true", help="skip the routing scenarios")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="yieldops-bench-load-"))
@@ -269,10 +358,12 @@ def main() -> None:
         tracking_uri, model_name, traffic = register_models(work)
         servers = []
         count = 500
+        token = secrets.token_urlsafe(16)
+        gateway_url = ""
         if args.only != "mlflow":
             port = free_port()
+            gateway_url = f"http://127.0.0.1:{port}"
             with (work / "gateway.log").open("wb") as log:
-                token = secrets.token_urlsafe(16)
                 process = start_gateway(work, tracking_uri, model_name, token, port, log)
             processes.append(process)
             wait_until_up(f"http://127.0.0.1:{port}/readyz", process)
@@ -311,6 +402,15 @@ def main() -> None:
         print(HEADER)
         for (server, load, batch), runs in results.items():
             print(row(server, load, batch, runs))
+        if gateway_url and not args.no_routing:
+            print("\nrouting under load (the gateway alone; v2 challenger):")
+            (gateway,) = [s for s in servers if s.name == "gateway"]
+            auth = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=gateway_url, headers=auth, timeout=60) as admin:
+                lines = shadow_cost(gateway, admin, args)
+                lines += shadow_at_rate(gateway, admin, args.shadow_rate, args.seconds)
+                lines += switching(gateway, admin, args, args.switch_every)
+            print("\n".join(lines))
     except Exception:
         for log in work.glob("*.log"):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
