@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .models import LoadedModel, Scored
 
 Features = Sequence[Mapping[str, Any]]
@@ -103,9 +101,7 @@ class Batcher:
         scored = await asyncio.to_thread(self._score, model, together)
         if scored.proba is None:  # one request's dies may be to blame: each on its own
             return [await asyncio.to_thread(self._score, model, r.features) for r in batch]
-        ends = np.cumsum([len(request.features) for request in batch])
-        parts = np.split(scored.proba, ends[:-1])
-        return [Scored(part, None, scored.seconds) for part in parts]
+        return scored.split([len(request.features) for request in batch])
 
 
 def _answer(request: _Request, outcome: Scored | BaseException) -> None:

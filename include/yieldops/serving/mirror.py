@@ -6,9 +6,10 @@ So the gateway hands a request's copy over as cheaply as it can, and only once t
 is sent: the raw request body and, per mirroring version, the positions of its dies,
 pickled by the event loop itself into a pipe (no feeder thread to wake, no GIL handed
 back and forth). A worker parses the body again, loads the versions it needs itself (kept
-while the routing names them), scores the copy, writes the unserved rows to the
-prediction log itself and reports back only counts and timings, which the event loop
-turns into metrics.
+while the routing names them), scores the copies of a window (``log_flush_seconds``) in
+one model call per version, as the gateway scores the requests waiting together, writes
+the unserved rows to the prediction log itself and reports back only counts and timings,
+which the event loop turns into metrics.
 
 Handing over never blocks: past ``mirror_max_pending`` dies handed over and not yet
 reported, a copy is dropped and its dies are counted (``yieldops_gateway_shadow_dropped_total``,
@@ -381,53 +382,81 @@ class MirrorWorker:
         self.flush_seconds = settings.log_flush_seconds
 
     def run_window(self, inbox: CopyReader, report: Callable[[Report], None]) -> bool:
-        """Score copies from the first for ``flush_seconds`` (or ``batch_rows`` rows), write
-        their rows in one insert, then report them; False once the gateway closed the pipe."""
-        window = Window()
+        """Take copies from the first for ``flush_seconds`` (or ``batch_rows`` dies), score
+        them in one model call per version, write their rows in one insert, then report
+        them; False once the gateway closed the pipe."""
+        window, waiting = Window(), []
         try:
             copy = inbox.next()
             ends = time.monotonic() + self.flush_seconds
             while copy is not None:
-                self._score_copy(copy, window)
-                if len(window.rows) >= self.batch_rows:
+                waiting += self._read_copy(copy, window)
+                if window.dies >= self.batch_rows:
                     break
                 copy = inbox.next(ends)
             more = True
         except EOFError:
             more = False
+        for (version, role), group in _by_version(waiting).items():
+            self._score_group(version, role, group, window)
         # Written before the report: the gateway counts the copies as done.
         lost = self.table.write(window.rows) + self.table.write(window.dropped, dropped_copies)
         if window.copies:
             report(window.report(lost))
         return more
 
-    def _score_copy(self, copy: Copy, window: Window) -> None:
+    def _read_copy(self, copy: Copy, window: Window) -> list[Waiting]:
+        """The copy's dies, per version that mirrors them."""
+        window.copies += 1
+        window.dies += copy.dies
         try:
             dies = parse_records(json.loads(copy.body))
             self.models.keep(copy.keep)
-            for mirror in copy.mirrors:
-                self._score_mirror(copy.request_id, mirror, dies, window)
+            return [
+                Waiting(copy.request_id, mirror, [dies[i] for i in mirror.indices])
+                for mirror in copy.mirrors
+            ]
         except Exception:  # a bug here must not stop the worker
-            log.exception("could not score the copy of request %s", copy.request_id)
-        window.copies += 1
-        window.dies += copy.dies
+            log.exception("could not read the copy of request %s", copy.request_id)
+            return []
 
-    def _score_mirror(
-        self, request_id: str, mirror: Mirror, dies: list[Die], window: Window
-    ) -> None:
-        chosen = [dies[i] for i in mirror.indices]
-        model = self.models.get(mirror.version)
+    def _score_group(self, version: int, role: str, group: list[Waiting], window: Window) -> None:
+        """The window's copies for one version in one model call (as the gateway scores
+        the requests waiting together); a failed call is retried copy by copy."""
+        model = self.models.get(version)
         if model is None:
-            window.dropped.append(
-                dropped_row(mirror.version, mirror.role, len(chosen), "not_loaded")
-            )
+            dies = sum(len(w.dies) for w in group)
+            window.dropped.append(dropped_row(version, role, dies, "not_loaded"))
             return
         self.threads.apply()
-        scored = score(model, [d.features for d in chosen])
-        keys = [d.key for d in chosen]
-        window.rows += prediction_rows(request_id, model.version, mirror.role, False, keys, scored)
-        errors = len(chosen) if scored.error else 0
-        window.calls.append((model.version, mirror.role, len(chosen), errors, scored.seconds))
+        scored = score(model, [d.features for w in group for d in w.dies])
+        if scored.error is not None and len(group) > 1:
+            for waiting in group:
+                self._score_group(version, role, [waiting], window)
+            return
+        errors = sum(len(w.dies) for w in group) if scored.error else 0
+        window.calls.append(
+            (version, role, sum(len(w.dies) for w in group), errors, scored.seconds)
+        )
+        for waiting, part in zip(group, scored.split([len(w.dies) for w in group])):
+            keys = [d.key for d in waiting.dies]
+            window.rows += prediction_rows(waiting.request_id, version, role, False, keys, part)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One copy's dies for one mirroring version, waiting for the window's model call."""
+
+    request_id: str
+    mirror: Mirror
+    dies: list[Die]
+
+
+def _by_version(waiting: list[Waiting]) -> dict[tuple[int, str], list[Waiting]]:
+    groups: dict[tuple[int, str], list[Waiting]] = {}
+    for w in waiting:
+        groups.setdefault((w.mirror.version, w.mirror.role), []).append(w)
+    return groups
 
 
 class WorkerModels:

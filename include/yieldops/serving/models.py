@@ -86,6 +86,13 @@ class Scored:
     error: str | None
     seconds: float
 
+    def split(self, sizes: Sequence[int]) -> list[Scored]:
+        """The call's result as the results of the requests it scored together, in order."""
+        if self.proba is None:
+            return [self] * len(sizes)
+        parts = np.split(self.proba, np.cumsum(sizes)[:-1])
+        return [Scored(part, None, self.seconds) for part in parts]
+
 
 def score(model: LoadedModel, features: Sequence[Mapping[str, Any]]) -> Scored:
     """Call the model, timed; a model failure is returned as text, never raised."""
