@@ -450,9 +450,10 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
         state = gateway.current
         if state is None or state.routing.champion not in state.models:
             return JSONResponse(
-                {"ready": False, "reason": gateway.load_error or "loading"}, status_code=503
+                {"ready": False, "reason": gateway.load_error or "loading", "pid": os.getpid()},
+                status_code=503,
             )
-        return JSONResponse({"ready": True, "routing": state.routing.to_dict()})
+        return JSONResponse({"ready": True, "routing": state.routing.to_dict(), "pid": os.getpid()})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
