@@ -13,8 +13,9 @@
   by its key fields as above when it has them all, else by a key generated from its content
   (:mod:`.records`). Same routing, log, mirroring and limits as ``/v1/predict``.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (200 once the champion is
-  loaded), ``GET /metrics`` (Prometheus text), ``GET /v1/routing`` (the table, the loaded
-  versions and the form each serves from: ``onnx`` or ``sklearn``).
+  loaded, with the table and the ``pid`` of the worker that answered), ``GET /metrics``
+  (Prometheus text, of the worker that answered), ``GET /v1/routing`` (the table, the
+  loaded versions and the form each serves from: ``onnx`` or ``sklearn``).
 - ``PUT /v1/routing`` (fields to change) and ``POST /v1/routing/rollback`` need
   ``Authorization: Bearer <admin token>``: 401 without, 403 when wrong, and 403 saying so
   when the gateway has no admin token (it warns about that at start).
@@ -442,11 +443,12 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
         )
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "pid": os.getpid()}  # which worker answered (workers > 1)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        """Ready or not, and which worker process says so (``pid``; ``workers > 1``)."""
         state = gateway.current
         if state is None or state.routing.champion not in state.models:
             return JSONResponse(
