@@ -69,15 +69,20 @@ def test_the_table_already_served_is_not_adopted_again(tmp_path):
     assert worker.adopted == []
 
 
-def test_a_file_that_holds_no_table_is_ignored_until_a_valid_one_replaces_it(tmp_path, caplog):
+def test_a_file_that_holds_no_table_or_cannot_be_read_is_ignored_until_valid(tmp_path, caplog):
     path = tmp_path / "routing.json"
     worker = Worker(Routing(champion=1))
     following = follower(path, worker)
     for broken in ('{"champion": 1, "mo', "null", '{"champion": 1, "mode": "sideways"}'):
         path.write_text(broken)
         assert checks(following, 2) == [False, False]
+    path.unlink()
+    path.mkdir()  # unreadable as a file
+    assert checks(following, 2) == [False, False]
+    path.rmdir()
     assert worker.adopted == []
     assert len([r for r in caplog.records if "holds no routing table" in r.message]) == 3
+    assert len([r for r in caplog.records if "cannot read" in r.message]) == 1
     save_routing(path, CANARY)
     assert checks(following) == [True]
     assert worker.adopted == [CANARY]

@@ -10,10 +10,10 @@ bytes are compared, not the file's mtime: two writes within one tick of the kern
 clock would share an mtime. The file is a few hundred bytes, replaced by rename, so a
 read sees a whole table.
 
-A file that does not parse (written by hand, half of it) is ignored, logged once, until
-a valid table replaces it. A table this worker cannot serve (a version that does not
-load) leaves the worker on its previous snapshot, logged, and is tried again every
-``RETRY_SECONDS`` until it loads or the file changes.
+A file that cannot be read or does not parse (written by hand, half of it) is ignored,
+logged once, until a valid table replaces it. A table this worker cannot serve (a
+version that does not load) leaves the worker on its previous snapshot, logged, and is
+tried again every ``RETRY_SECONDS`` until it loads or the file changes.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class RoutingFollower:
         self.retry_seconds = retry_seconds
         self._settled: bytes | None = None  # bytes whose table is served (or not a table)
         self._failed: tuple[bytes, float] | None = None  # bytes not served, and when to retry
+        self._unreadable: str | None = None  # why the file could not be read, once logged
 
     async def run(self) -> None:
         while True:
@@ -65,6 +66,12 @@ class RoutingFollower:
             text = self.path.read_bytes()  # a few hundred bytes: no thread needed
         except FileNotFoundError:
             return False
+        except OSError as exc:  # e.g. permissions: the task must live on to see it mended
+            if str(exc) != self._unreadable:
+                log.warning("cannot read %s (%s): serving the current table", self.path, exc)
+            self._unreadable = str(exc)
+            return False
+        self._unreadable = None
         if text == self._settled or self._waiting(text):
             return False
         try:
