@@ -38,8 +38,10 @@ PROBE_SECONDS = 120.0
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[Path, str]:
     """A local MLflow store holding versions 1 and 2 of ``MODEL`` (one logged model)."""
+    import mlflow.tracking._tracking_service.utils as tracking_state
+
     home = tmp_path_factory.mktemp("workers")
-    previous = mlflow.get_tracking_uri()
+    previous = tracking_state._tracking_uri  # unset stays unset: later tests read the env
     try:
         experiment = registry.open_experiment("WK", home, registry.default_tracking_uri(home))
         rng = np.random.default_rng(0)
