@@ -18,6 +18,7 @@ def test_the_environment_a_gateway_is_started_with_gives_back_its_settings(tmp_p
         mirror_processes=2,
         mirror_max_pending=8,
         mirror_niceness=5,
+        workers=4,
         host="0.0.0.0",
         port=8123,
     )

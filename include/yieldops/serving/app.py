@@ -13,8 +13,9 @@
   by its key fields as above when it has them all, else by a key generated from its content
   (:mod:`.records`). Same routing, log, mirroring and limits as ``/v1/predict``.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (200 once the champion is
-  loaded), ``GET /metrics`` (Prometheus text), ``GET /v1/routing`` (the table, the loaded
-  versions and the form each serves from: ``onnx`` or ``sklearn``).
+  loaded, with the table and the ``pid`` of the worker that answered), ``GET /metrics``
+  (Prometheus text, of the worker that answered), ``GET /v1/routing`` (the table, the
+  loaded versions and the form each serves from: ``onnx`` or ``sklearn``).
 - ``PUT /v1/routing`` (fields to change) and ``POST /v1/routing/rollback`` need
   ``Authorization: Bearer <admin token>``: 401 without, 403 when wrong, and 403 saying so
   when the gateway has no admin token (it warns about that at start).
@@ -44,14 +45,18 @@ back to the challenger). Only a champion failure answers 500.
 Swaps: a routing change loads the versions it needs first (in a thread), writes the
 table, then replaces one immutable snapshot (routing + models) in one assignment. A
 request reads the snapshot once, so it is answered wholly by the old or the new table.
+With several workers (``workers``), each is a whole gateway that serves the table another
+worker wrote once it reads it from the file (:mod:`.follow`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -68,6 +73,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics as metrics_module
 from .batching import Batcher
+from .follow import RoutingFollower
 from .metrics import Metrics, outcome_of
 from .mirror import Copy, Mirror, MirrorPool
 from .models import (
@@ -129,6 +135,7 @@ class Gateway:
         self.prediction_log: PredictionLog | None = None
         self._change_lock = asyncio.Lock()
         self._startup: asyncio.Task | None = None
+        self._following: asyncio.Task | None = None
         self._model_threads = OpenMPThreads(settings.model_threads)
         self.batcher = Batcher(self._call, settings.batch_max_dies, settings.batch_wait_seconds)
 
@@ -148,10 +155,18 @@ class Gateway:
             on_lost=lambda rows: self.metrics.prediction_log_lost("gateway", rows),
         )
         self._startup = asyncio.create_task(self._initial_routing())
+        if s.workers > 1:  # the other workers change the table too (see follow)
+            follower = RoutingFollower(
+                s.routing_path,
+                lambda: None if self.current is None else self.current.routing,
+                functools.partial(self.apply, persist=False),
+            )
+            self._following = asyncio.create_task(follower.run())
 
     async def stop(self) -> None:
-        if self._startup is not None and not self._startup.done():
-            self._startup.cancel()
+        for task in (self._startup, self._following):
+            if task is not None and not task.done():
+                task.cancel()
         await self.mirror.stop()
         if self.prediction_log is not None:
             self.prediction_log.close()
@@ -159,7 +174,8 @@ class Gateway:
     async def _initial_routing(self) -> None:
         """The persisted table, else the configured (or MLflow ``champion``) version."""
         try:
-            routing = await asyncio.to_thread(load_routing, self.settings.routing_path)
+            persisted = await asyncio.to_thread(load_routing, self.settings.routing_path)
+            routing = persisted
             if routing is None:
                 champion = self.settings.initial_champion
                 if champion is None and self._default_loader:
@@ -170,18 +186,22 @@ class Gateway:
                     self.load_error = "no champion: set one with PUT /v1/routing"
                     return
                 routing = Routing(champion=champion)
-            await self.apply(routing)
+            # Not the persisted table written back: another worker may have changed it since.
+            await self.apply(routing, persist=persisted is None)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("the gateway could not load its routing")
 
     # -- routing changes -----------------------------------------------------------------
 
-    async def apply(self, routing: Routing) -> Routing:
+    async def apply(self, routing: Routing, persist: bool = True) -> Routing:
         """Load what ``routing`` needs (and start the mirror workers when it mirrors),
-        persist it, then switch to it in one assignment."""
+        persist it (``persist=False``: it was read from the file), then switch to it in one
+        assignment."""
         async with self._change_lock:
             previous = self.current
+            if not persist and previous is not None and previous.routing == routing:
+                return routing  # e.g. this worker's own change, read back by its follower
             loaded = dict(previous.models) if previous else {}
             for version in sorted(routing.versions() - set(loaded)):
                 loaded[version] = await asyncio.to_thread(
@@ -193,7 +213,8 @@ class Gateway:
             models = {v: m for v, m in loaded.items() if v in keep}
             if routing.mirrors:
                 await self.mirror.start()
-            await asyncio.to_thread(save_routing, self.settings.routing_path, routing)
+            if persist:
+                await asyncio.to_thread(save_routing, self.settings.routing_path, routing)
             self.current = Serving(routing, models)
             self.metrics.routing(routing)
             self.load_error = None
@@ -427,12 +448,14 @@ def create_app(settings: GatewaySettings, loader: Loader | None = None) -> FastA
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        """Ready or not, and which worker process says so (``pid``; ``workers > 1``)."""
         state = gateway.current
         if state is None or state.routing.champion not in state.models:
             return JSONResponse(
-                {"ready": False, "reason": gateway.load_error or "loading"}, status_code=503
+                {"ready": False, "reason": gateway.load_error or "loading", "pid": os.getpid()},
+                status_code=503,
             )
-        return JSONResponse({"ready": True, "routing": state.routing.to_dict()})
+        return JSONResponse({"ready": True, "routing": state.routing.to_dict(), "pid": os.getpid()})
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

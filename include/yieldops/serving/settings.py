@@ -28,6 +28,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "batch_wait_seconds": ("YIELDOPS_GATEWAY_BATCH_WAIT_SECONDS", float),
     "max_body_bytes": ("YIELDOPS_GATEWAY_MAX_BODY_BYTES", int),
     "max_batch": ("YIELDOPS_GATEWAY_MAX_BATCH", int),
+    "workers": ("YIELDOPS_GATEWAY_WORKERS", int),
     "host": ("YIELDOPS_GATEWAY_HOST", str),
     "port": ("YIELDOPS_GATEWAY_PORT", int),
 }
@@ -69,6 +70,9 @@ class GatewaySettings:
     # OpenMP threads for model calls (HistGradientBoosting crawls with many on a shared box);
     # None leaves the process as it is.
     model_threads: int | None = 1
+    # Gateway processes serving one port (uvicorn's workers), each a whole gateway; they
+    # serve one routing table by following its file (see follow).
+    workers: int = 1
     host: str = "127.0.0.1"
     port: int = 8080
     # How callers reach it: the gateway speaks http; https when a TLS proxy stands before it.
