@@ -70,20 +70,15 @@ class Sample:
 # -- models and the gateway ------------------------------------------------------------------
 
 
-def register_models(work: Path) -> tuple[str, str, Traffic]:
-    """Versions 1 (trained on lot 1) and 2 (lots 1-2) in a local MLflow store; the
-    traffic is lot 3. Returns the tracking URI, the registered model name and the traffic."""
-    import mlflow
-
+def curated_fab(work: Path):
+    """Three one-wafer lots of the product, synthesized and curated under ``work``; their
+    feature table."""
     from yieldops.config import product
     from yieldops.curated.dataset import write_file_tables
-    from yieldops.features import build_feature_table, feature_matrix
+    from yieldops.features import build_feature_table
     from yieldops.stdf import read_tables
     from yieldops.synth import PRODUCTS, synthesize
-    from yieldops.training import registry, train
-    from yieldops.training.serving_form import check_serving_form
 
-    config = product(PRODUCT)
     paths = synthesize(
         work / "landing", lots=3, wafers_per_lot=1, seed=0, product=PRODUCTS[PRODUCT]
     )
@@ -92,7 +87,21 @@ def register_models(work: Path) -> tuple[str, str, Traffic]:
         lot_id = tables["lots"]["lot_id"][0].as_py()
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         write_file_tables(tables, work / "curated", PRODUCT, lot_id, sha)
-    table = build_feature_table(work / "curated", config)
+    return build_feature_table(work / "curated", product(PRODUCT))
+
+
+def register_models(work: Path) -> tuple[str, str, Traffic]:
+    """Versions 1 (trained on lot 1) and 2 (lots 1-2) in a local MLflow store; the
+    traffic is lot 3. Returns the tracking URI, the registered model name and the traffic."""
+    import mlflow
+
+    from yieldops.config import product
+    from yieldops.features import feature_matrix
+    from yieldops.training import registry, train
+    from yieldops.training.serving_form import check_serving_form
+
+    config = product(PRODUCT)
+    table = curated_fab(work)
     frame, columns = table.frame, table.feature_columns
 
     # The benchmark's own store, whatever MLFLOW_TRACKING_URI says.

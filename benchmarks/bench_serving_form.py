@@ -20,8 +20,8 @@ The forms alternate round by round, so drifting machine noise hits both alike.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,29 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PRODUCT = "YO-28NM-PMIC"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gateway import PRODUCT, curated_fab
+
 BATCHES = (1, 50)
 
 
 def trained_model(work: Path) -> tuple[Any, pd.DataFrame, list[str]]:
     """The product's pipeline on lots 1-2, the dies of lot 3 and the feature columns."""
     from yieldops.config import product
-    from yieldops.curated.dataset import write_file_tables
-    from yieldops.features import build_feature_table
-    from yieldops.stdf import read_tables
-    from yieldops.synth import PRODUCTS, synthesize
     from yieldops.training import train
 
     config = product(PRODUCT)
-    paths = synthesize(
-        work / "landing", lots=3, wafers_per_lot=1, seed=0, product=PRODUCTS[PRODUCT]
-    )
-    for path in paths:
-        tables = read_tables(path)
-        lot_id = tables["lots"]["lot_id"][0].as_py()
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        write_file_tables(tables, work / "curated", PRODUCT, lot_id, sha)
-    table = build_feature_table(work / "curated", config)
+    table = curated_fab(work)
     frame, columns = table.frame, table.feature_columns
     newest = frame["lot_id"] == table.lots[-1]
     model = train(frame[~newest], columns, config.model)

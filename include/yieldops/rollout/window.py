@@ -21,7 +21,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy import Select, Table, create_engine, func, inspect, select
 
 from ..serving.predlog import dropped_copies, predictions
 from .analysis import (
@@ -68,14 +68,7 @@ def requests_per_version(log_url: str, window: StepWindow) -> dict[int, int]:
         .where(predictions.c.version.in_(window.versions), predictions.c.time >= window.since)
         .group_by(predictions.c.version)
     )
-    counts = dict.fromkeys(window.versions, 0)
-    engine = create_engine(log_url)
-    try:
-        with engine.connect() as conn:
-            counts.update({int(v): int(n) for v, n in conn.execute(query)})
-    finally:
-        engine.dispose()
-    return counts
+    return _per_version(log_url, query, window)
 
 
 def dropped_per_version(log_url: str, window: StepWindow) -> dict[int, int]:
@@ -86,11 +79,19 @@ def dropped_per_version(log_url: str, window: StepWindow) -> dict[int, int]:
         .where(dropped_copies.c.version.in_(window.versions), dropped_copies.c.time >= window.since)
         .group_by(dropped_copies.c.version)
     )
+    return _per_version(log_url, query, window, needs=dropped_copies)
+
+
+def _per_version(
+    log_url: str, query: Select, window: StepWindow, needs: Table | None = None
+) -> dict[int, int]:
+    """The (version, count) rows of ``query``, 0 for a version without any; all 0 when the
+    log lacks the table ``needs``."""
     counts = dict.fromkeys(window.versions, 0)
     engine = create_engine(log_url)
     try:
         with engine.connect() as conn:
-            if inspect(conn).has_table(dropped_copies.name):
+            if needs is None or inspect(conn).has_table(needs.name):
                 counts.update({int(v): int(n) for v, n in conn.execute(query)})
     finally:
         engine.dispose()
